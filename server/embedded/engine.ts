@@ -1,0 +1,76 @@
+/**
+ * The PouchDB engine, run as a child process of the front (see front.ts) so that a request
+ * that crashes express-pouchdb takes down only this process, which the front restarts.
+ * It listens on an ephemeral loopback port and reports it to the parent over IPC.
+ */
+import { createRequire } from 'node:module';
+import http from 'node:http';
+import fs from 'node:fs';
+import path from 'node:path';
+
+const require = createRequire(import.meta.url);
+
+export interface EngineOptions {
+  dataDir: string;
+  inMemory: boolean;
+  adminName: string;
+  adminPassword: string;
+}
+
+export type EngineMessage = { type: 'ready'; port: number } | { type: 'fatal'; message: string };
+
+function buildPouch(opts: EngineOptions) {
+  let PouchDB = require('pouchdb-core')
+    .plugin(require('pouchdb-adapter-http'))
+    .plugin(require('pouchdb-replication'))
+    .plugin(require('pouchdb-mapreduce'));
+  PouchDB = opts.inMemory
+    ? PouchDB.plugin(require('pouchdb-adapter-memory'))
+    : PouchDB.plugin(require('pouchdb-adapter-leveldb'));
+  return PouchDB.defaults({ prefix: path.join(opts.dataDir, 'db') + path.sep });
+}
+
+export async function startEngine(opts: EngineOptions): Promise<http.Server> {
+  fs.mkdirSync(path.join(opts.dataDir, 'db'), { recursive: true });
+  const PouchDB = buildPouch(opts);
+  const expressPouchdb = require('express-pouchdb');
+  const app = expressPouchdb(PouchDB, {
+    configPath: path.join(opts.dataDir, 'engine-config.json'),
+    logPath: path.join(opts.dataDir, 'engine.log'),
+    // Fauxton, replication and the config API are outside what tokenpool serves.
+    overrideMode: { exclude: ['routes/fauxton', 'routes/replicate', 'replicator', 'routes/config'] },
+  });
+  const config = app.couchConfig;
+  const set = (section: string, key: string, value: string) =>
+    new Promise<void>((resolve, reject) => config.set(section, key, value, (err: unknown) => (err ? reject(err) : resolve())));
+  const hashed: Record<string, string> = await require('pouchdb-auth').hashAdminPasswords({ [opts.adminName]: opts.adminPassword });
+  await set('admins', opts.adminName, hashed[opts.adminName]!);
+  await set('log', 'level', 'error');
+  fs.chmodSync(path.join(opts.dataDir, 'engine-config.json'), 0o600);
+  return new Promise((resolve) => {
+    const server = app.listen(0, '127.0.0.1', () => resolve(server));
+  });
+}
+
+async function main(): Promise<void> {
+  const opts = JSON.parse(process.env.TOKENPOOL_ENGINE_OPTIONS ?? '{}') as EngineOptions;
+  delete process.env.TOKENPOOL_ENGINE_OPTIONS;
+  const server = await startEngine(opts);
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  process.send?.({ type: 'ready', port } satisfies EngineMessage);
+  const stop = () => {
+    server.close();
+    // LevelDB flushes on close; PouchDB closes its handles when the process exits normally.
+    setTimeout(() => process.exit(0), 200).unref();
+  };
+  process.on('SIGTERM', stop);
+  process.on('disconnect', stop);
+}
+
+if (process.env.TOKENPOOL_ENGINE_OPTIONS) {
+  main().catch((err: unknown) => {
+    process.send?.({ type: 'fatal', message: String(err) } satisfies EngineMessage);
+    process.exit(1);
+  });
+}

@@ -1,4 +1,4 @@
-/** Progress and failure views (design doc `tokenpool`): what status, failures and the dashboard read. */
+/** Progress and failure views (design doc `tokenpool`): what status, failures, the dashboard and `tokens` read. */
 import type { ViewDef } from './types.js';
 
 export const progressViews: Record<string, ViewDef> = {
@@ -17,5 +17,12 @@ export const progressViews: Record<string, ViewDef> = {
   }
 }`,
     reduce: '_count',
+  },
+  // [status, updated] → null: "every token in error", "locked and untouched for 2 h" as one key range
+  // (reduce=false&limit=N stays fast where a grouped reduce would not).
+  by_status: {
+    map: `function (doc) {
+  if (doc.type === 'token') emit([doc.status, doc.updated || 0], null);
+}`,
   },
 };

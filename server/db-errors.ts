@@ -1,0 +1,84 @@
+/**
+ * Turns what nano throws (HTTP errors from CouchDB, connection failures from fetch) into a
+ * DatabaseError that tells the user what is wrong and what to do, without URLs' credentials.
+ */
+import type { Pool } from './client.js';
+import { DatabaseError, TokenpoolError } from './errors.js';
+import { ROLES } from './security.js';
+
+export interface DbErrorContext {
+  /** Database URL without credentials */
+  url: string;
+  /** What we were doing, e.g. "write tokens" */
+  action: string;
+  /** The role the action needs, named in a 403 message */
+  role?: string;
+  /** Whether credentials were given at all */
+  authenticated?: boolean;
+}
+
+const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ECONNRESET', 'ETIMEDOUT', 'EAI_AGAIN', 'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT']);
+
+export function httpStatus(err: unknown): number | undefined {
+  const status = (err as { statusCode?: unknown } | null)?.statusCode;
+  return typeof status === 'number' ? status : undefined;
+}
+
+export const isConflict = (err: unknown): boolean => httpStatus(err) === 409;
+export const isNotFound = (err: unknown): boolean => httpStatus(err) === 404;
+
+function networkCode(err: unknown): string | undefined {
+  let e = err as { code?: unknown; cause?: unknown } | undefined;
+  for (let depth = 0; e && depth < 4; depth++) {
+    if (typeof e.code === 'string' && UNREACHABLE_CODES.has(e.code)) return e.code;
+    e = e.cause as typeof e;
+  }
+  return undefined;
+}
+
+function reasonOf(err: unknown): string {
+  const e = err as { reason?: unknown; description?: unknown; message?: unknown };
+  return String(e.reason ?? e.description ?? e.message ?? err);
+}
+
+export function translateDbError(err: unknown, ctx: DbErrorContext): TokenpoolError {
+  if (err instanceof TokenpoolError) return err;
+  const code = networkCode(err);
+  if (code) {
+    return new DatabaseError(`cannot reach ${ctx.url}: is the server running? (${code})`, 'Check --db (TOKENPOOL_DB) and that the database server is up.');
+  }
+  const status = httpStatus(err);
+  const reason = reasonOf(err);
+  switch (status) {
+    case 401:
+      return ctx.authenticated === false
+        ? new DatabaseError(`${ctx.url} needs credentials to ${ctx.action}`, 'Pass --credentials FILE (TOKENPOOL_CREDENTIALS) or set TOKENPOOL_USER and TOKENPOOL_PASSWORD.')
+        : new DatabaseError(`wrong credentials for ${ctx.url} (name or password is incorrect)`, 'Check the name and password in --credentials, or TOKENPOOL_USER/TOKENPOOL_PASSWORD.');
+    case 403:
+      if (reason.startsWith('invalid token')) return new DatabaseError(`the pool refused to ${ctx.action}: ${reason}`);
+      return new DatabaseError(
+        `your account lacks the role ${ctx.role ?? ROLES.manager} needed to ${ctx.action} on ${ctx.url} (${reason})`,
+        `Ask a pool manager to run: tokenpool db user add NAME --role ${roleKey(ctx.role)}`,
+      );
+    case 404:
+      return new DatabaseError(`database ${ctx.url} does not exist (${reason})`, 'Create it with: tokenpool db init --db URL --credentials ADMIN_FILE');
+    case undefined:
+      return new DatabaseError(`could not ${ctx.action} on ${ctx.url}: ${reason}`);
+    default:
+      return new DatabaseError(`could not ${ctx.action} on ${ctx.url}: HTTP ${status}: ${reason}`);
+  }
+}
+
+function roleKey(role: string | undefined): string {
+  const found = Object.entries(ROLES).find(([, name]) => name === role);
+  return found ? found[0] : 'manager';
+}
+
+/** Runs one database step and translates its failure. */
+export async function withDb<T>(pool: Pool, action: string, fn: () => Promise<T>, opts: { role?: string } = {}): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw translateDbError(err, { url: pool.displayUrl, action, role: opts.role, authenticated: pool.credentials !== null });
+  }
+}

@@ -1,0 +1,149 @@
+/**
+ * Who may do what in a pool. Three database roles (granted to users in CouchDB's _users database):
+ *   tokenpool_manager: database admin; installs design documents, creates, resets and deletes tokens.
+ *   tokenpool_agent:   member; claims and updates tokens, writes other documents, cannot delete tokens
+ *                      or touch design documents (CouchDB lets only database admins write those).
+ *   tokenpool_viewer:  member; reads only (the validate function refuses every write).
+ * The validate function also refuses malformed tokens, with the same rules as TokenSchema in token.ts,
+ * so that a buggy client or a hand edit in Fauxton cannot put a token into the pool that agents choke on.
+ */
+import { LTA_SITES, TOKEN_STATUSES } from './token.js';
+
+export const ROLES = {
+  manager: 'tokenpool_manager',
+  agent: 'tokenpool_agent',
+  viewer: 'tokenpool_viewer',
+} as const;
+export type RoleName = keyof typeof ROLES;
+
+export interface SecurityObject {
+  admins: { names: string[]; roles: string[] };
+  members: { names: string[]; roles: string[] };
+}
+
+export function securityObject(): SecurityObject {
+  return {
+    admins: { names: [], roles: [ROLES.manager] },
+    members: { names: [], roles: [ROLES.manager, ROLES.agent, ROLES.viewer] },
+  };
+}
+
+/**
+ * The validate_doc_update function (ES5: CouchDB 3 runs it in SpiderMonkey). Messages name the field
+ * so that the writer learns what to fix: "invalid token L1_cal_SB001: lock must be a non-negative integer".
+ */
+export const validateDocUpdate = `function (newDoc, oldDoc, userCtx) {
+  var STATUSES = ${JSON.stringify(TOKEN_STATUSES)};
+  var SITES = ${JSON.stringify(LTA_SITES)};
+  var roles = (userCtx && userCtx.roles) || [];
+  var isManager = roles.indexOf('_admin') !== -1 || roles.indexOf('${ROLES.manager}') !== -1;
+  var isAgent = isManager || roles.indexOf('${ROLES.agent}') !== -1;
+  if (!isAgent) {
+    throw({ forbidden: 'your account lacks the role ${ROLES.agent} or ${ROLES.manager} needed to write (${ROLES.viewer} may only read)' });
+  }
+  var wasToken = !!oldDoc && oldDoc.type === 'token';
+  if (newDoc._deleted) {
+    if (wasToken && !isManager) throw({ forbidden: 'only a ${ROLES.manager} may delete tokens' });
+    return;
+  }
+  if (newDoc._id.indexOf('_design/') === 0) return;
+  if (newDoc.type !== 'token') {
+    if (wasToken) throw({ forbidden: 'invalid token ' + newDoc._id + ': type must stay "token"' });
+    return;
+  }
+
+  function fail(field, message) {
+    throw({ forbidden: 'invalid token ' + newDoc._id + ': ' + field + ' ' + message });
+  }
+  function isInt(v) { return typeof v === 'number' && isFinite(v) && Math.floor(v) === v; }
+  function isNat(v) { return isInt(v) && v >= 0; }
+  function isObject(v) { return v !== null && typeof v === 'object' && !(v instanceof Array); }
+  function isStr(v) { return typeof v === 'string'; }
+  function nat(v, field) { if (!isNat(v)) fail(field, 'must be a non-negative integer'); }
+  function positive(v, field) { if (!isInt(v) || v < 1) fail(field, 'must be a positive integer'); }
+  function str(v, field) { if (!isStr(v)) fail(field, 'must be a string'); }
+  function strOrNull(v, field) { if (v !== null && !isStr(v)) fail(field, 'must be a string or null'); }
+  function intOrNull(v, field) { if (v !== null && !isInt(v)) fail(field, 'must be an integer or null'); }
+  function natOrNull(v, field) { if (v !== null && !isNat(v)) fail(field, 'must be a non-negative integer or null'); }
+  function list(v, field, each) {
+    if (!(v instanceof Array)) fail(field, 'must be a list');
+    for (var i = 0; i < v.length; i++) {
+      if (each) {
+        if (!isObject(v[i])) fail(field + '.' + i, 'must be an object');
+        each(v[i], field + '.' + i);
+      }
+    }
+  }
+  function adler32(v, field) { if (!isStr(v) || !/^[0-9a-f]{8}$/.test(v)) fail(field, 'must be 8 lower-case hex digits'); }
+
+  var d = newDoc;
+  nat(d.lock, 'lock');
+  nat(d.done, 'done');
+  str(d.hostname, 'hostname');
+  nat(d.scrub_count, 'scrub_count');
+  intOrNull(d.exit_code, 'exit_code');
+  list(d.input, 'input', function (f, p) {
+    if (!isStr(f.url) || f.url.length === 0) fail(p + '.url', 'must be a non-empty string');
+    if (f.adler32 !== undefined) adler32(f.adler32, p + '.adler32');
+    if (f.size !== undefined) nat(f.size, p + '.size');
+  });
+  list(d.output, 'output', function (f, p) {
+    if (!isStr(f.url) || f.url.length === 0) fail(p + '.url', 'must be a non-empty string');
+    nat(f.size, p + '.size');
+    adler32(f.adler32, p + '.adler32');
+  });
+  list(d.error, 'error', function (e, p) {
+    nat(e.time, p + '.time');
+    str(e.message, p + '.message');
+  });
+  if (STATUSES.indexOf(d.status) === -1) fail('status', 'must be one of ' + STATUSES.join(', '));
+  if (!isStr(d.obsid) || !/^L\\d+$/.test(d.obsid)) fail('obsid', 'must look like L229507');
+  if (!isStr(d.step) || !/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(d.step)) fail('step', 'must be letters, digits, "_", "." or "-"');
+  list(d.subbands, 'subbands');
+  for (var s = 0; s < d.subbands.length; s++) nat(d.subbands[s], 'subbands.' + s);
+  if (d.site !== null && SITES.indexOf(d.site) === -1) fail('site', 'must be one of ' + SITES.join(', ') + ' or null');
+  strOrNull(d.command, 'command');
+  strOrNull(d.image, 'image');
+  strOrNull(d.results, 'results');
+  if (typeof d.overwrite !== 'boolean') fail('overwrite', 'must be true or false');
+  if (!isInt(d.priority)) fail('priority', 'must be an integer');
+  if (!isObject(d.requirements)) fail('requirements', 'must be an object');
+  var reqKeys = ['cores', 'memory_mb', 'time_limit_s', 'expected_s'];
+  for (var r = 0; r < reqKeys.length; r++) {
+    if (d.requirements[reqKeys[r]] !== undefined) positive(d.requirements[reqKeys[r]], 'requirements.' + reqKeys[r]);
+  }
+  nat(d.attempts, 'attempts');
+  positive(d.max_attempts, 'max_attempts');
+  if (d.lease !== null) {
+    if (!isObject(d.lease)) fail('lease', 'must be an object or null');
+    if (!isStr(d.lease.owner) || d.lease.owner.length === 0) fail('lease.owner', 'must be a non-empty string');
+    if (!isStr(d.lease.claim_id) || d.lease.claim_id.length === 0) fail('lease.claim_id', 'must be a non-empty string');
+    nat(d.lease.expires, 'lease.expires');
+    nat(d.lease.heartbeat, 'lease.heartbeat');
+  }
+  list(d.history, 'history', function (a, p) {
+    positive(a.attempt, p + '.attempt');
+    str(a.claim_id, p + '.claim_id');
+    str(a.owner, p + '.owner');
+    str(a.hostname, p + '.hostname');
+    strOrNull(a.batch_job_id, p + '.batch_job_id');
+    nat(a.start, p + '.start');
+    natOrNull(a.end, p + '.end');
+    intOrNull(a.exit_code, p + '.exit_code');
+    str(a.reason, p + '.reason');
+    if (a.phases !== undefined) {
+      if (!isObject(a.phases)) fail(p + '.phases', 'must be an object');
+      for (var ph in a.phases) {
+        if (typeof a.phases[ph] !== 'number' || a.phases[ph] < 0) fail(p + '.phases.' + ph, 'must be a non-negative number');
+      }
+    }
+  });
+  strOrNull(d.reason, 'reason');
+  if (!isObject(d.times)) fail('times', 'must be an object');
+  for (var t in d.times) {
+    if (STATUSES.indexOf(t) === -1) fail('times.' + t, 'is not a status');
+    nat(d.times[t], 'times.' + t);
+  }
+  nat(d.created, 'created');
+  nat(d.updated, 'updated');
+}`;

@@ -1,0 +1,122 @@
+/**
+ * `db init`: creates the database, installs the design documents and sets _security. Idempotent:
+ * a design document is rewritten only when one of its definitions changed, because a rewrite of
+ * a view makes CouchDB rebuild the index (minutes for a large pool).
+ */
+import type { Pool } from './client.js';
+import { withDb, httpStatus, isConflict } from './db-errors.js';
+import { designDocs, type DesignDoc } from './design.js';
+import { securityObject, ROLES, type SecurityObject } from './security.js';
+
+export type DesignAction = 'created' | 'updated' | 'unchanged';
+
+export interface InitReport {
+  /** Database URL without credentials */
+  db: string;
+  database: 'created' | 'existed';
+  designDocs: { id: string; action: DesignAction }[];
+  security: 'set' | 'unchanged';
+}
+
+/** Fields of a design document that tokenpool owns; any others (added by hand) are kept. */
+const MANAGED_FIELDS = ['language', 'views', 'validate_doc_update'] as const;
+
+export async function initDatabase(pool: Pool): Promise<InitReport> {
+  const database = await createDatabase(pool);
+  const installed: InitReport['designDocs'] = [];
+  for (const ddoc of designDocs()) installed.push({ id: ddoc._id, action: await installDesignDoc(pool, ddoc) });
+  const security = await applySecurity(pool);
+  return { db: pool.displayUrl, database, designDocs: installed, security };
+}
+
+async function createDatabase(pool: Pool): Promise<InitReport['database']> {
+  return withDb(
+    pool,
+    'create the database',
+    async () => {
+      try {
+        await pool.server.db.create(pool.dbName);
+        return 'created';
+      } catch (err) {
+        if (httpStatus(err) === 412) return 'existed';
+        throw err;
+      }
+    },
+    { role: 'server admin' },
+  );
+}
+
+async function installDesignDoc(pool: Pool, desired: DesignDoc): Promise<DesignAction> {
+  return withDb(
+    pool,
+    `install ${desired._id}`,
+    async () => {
+      // A concurrent `db init` may write between our read and write: re-read and compare again.
+      for (let attempt = 0; ; attempt++) {
+        const existing = await getOrNull(pool, desired._id);
+        if (existing && sameDefinitions(existing, desired)) return 'unchanged';
+        const doc: Record<string, unknown> = { ...(existing ?? {}), _id: desired._id };
+        for (const field of MANAGED_FIELDS) {
+          if (desired[field] === undefined) delete doc[field];
+          else doc[field] = desired[field];
+        }
+        try {
+          await pool.db.insert(doc as never);
+          return existing ? 'updated' : 'created';
+        } catch (err) {
+          if (!isConflict(err) || attempt >= 5) throw err;
+        }
+      }
+    },
+    { role: ROLES.manager },
+  );
+}
+
+async function getOrNull(pool: Pool, id: string): Promise<Record<string, unknown> | null> {
+  try {
+    return (await pool.db.get(id)) as unknown as Record<string, unknown>;
+  } catch (err) {
+    if (httpStatus(err) === 404) return null;
+    throw err;
+  }
+}
+
+export function sameDefinitions(existing: Record<string, unknown>, desired: DesignDoc): boolean {
+  return MANAGED_FIELDS.every((f) => stableJson(existing[f]) === stableJson(desired[f]));
+}
+
+/** JSON with sorted object keys, so that key order in a stored document does not count as a change. */
+function stableJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    v && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => a.localeCompare(b)))
+      : v,
+  ) ?? 'undefined';
+}
+
+/** Adds tokenpool's roles to _security, keeping any names and roles already granted. */
+async function applySecurity(pool: Pool): Promise<InitReport['security']> {
+  return withDb(
+    pool,
+    'set the database security',
+    async () => {
+      const current = (await pool.db.get('_security')) as unknown as Partial<SecurityObject>;
+      const wanted = securityObject();
+      const merged: SecurityObject = {
+        admins: union(current.admins, wanted.admins),
+        members: union(current.members, wanted.members),
+      };
+      if (stableJson(merged) === stableJson({ admins: current.admins, members: current.members })) return 'unchanged';
+      await pool.server.request({ db: pool.dbName, path: '_security', method: 'PUT', body: { ...current, ...merged } });
+      return 'set';
+    },
+    { role: ROLES.manager },
+  );
+}
+
+function union(a: { names?: string[]; roles?: string[] } | undefined, b: { names: string[]; roles: string[] }) {
+  return {
+    names: [...new Set([...(a?.names ?? []), ...b.names])],
+    roles: [...new Set([...(a?.roles ?? []), ...b.roles])],
+  };
+}

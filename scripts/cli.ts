@@ -11,6 +11,12 @@ const cli = yargs(hideBin(process.argv))
   // Every flag can also be set as TOKENPOOL_<FLAG> (e.g. TOKENPOOL_DB, TOKENPOOL_MAX_TIME).
   .env('TOKENPOOL')
   .option('json', { type: 'boolean', default: false, describe: 'Machine-readable JSON output' })
+  // Environment-only settings read elsewhere (pool-options.ts, log.ts, output.ts): declared so that
+  // .strict() does not take TOKENPOOL_USER, TOKENPOOL_PASSWORD, … for unknown flags.
+  .option('user', { type: 'string', hidden: true })
+  .option('password', { type: 'string', hidden: true })
+  .option('log-json', { type: 'string', hidden: true })
+  .option('debug', { type: 'string', hidden: true })
   .option('log-level', { type: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], describe: 'Log verbosity (logs go to stderr)' })
   .command(commands)
   .demandCommand(1, 'Name a command; see the list above.')

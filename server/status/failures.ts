@@ -1,0 +1,37 @@
+/**
+ * Failed tokens grouped by [obsid, step, reason, exit code] from the `failures` view, each group
+ * with a few example ids (a key-range query with reduce=false&limit, never a scan of the tokens).
+ */
+import { DESIGN, type PoolReader } from './reader.js';
+import { keyRange, matches, type StatusFilter } from './filter.js';
+import type { FailureGroup } from './types.js';
+
+type FailureKey = [string, string, string, number | null];
+
+export interface FailureGroups {
+  groups: FailureGroup[];
+  omitted: number;
+}
+
+export async function failureGroups(reader: PoolReader, filter: StatusFilter, opts: { maxGroups?: number; examples?: number } = {}): Promise<FailureGroups> {
+  const rows = await reader.view<FailureKey, number>(DESIGN, 'failures', { group_level: 4, ...keyRange(filter) });
+  const all = rows
+    .filter((r) => matches(filter, r.key[0], r.key[1]))
+    .map((r) => ({ key: r.key, count: r.value }))
+    .sort((a, b) => b.count - a.count);
+  const kept = all.slice(0, opts.maxGroups ?? 20);
+  const groups = await Promise.all(
+    kept.map(async ({ key, count }) => {
+      const examples = await reader.view<FailureKey, number>(DESIGN, 'failures', { reduce: false, key, limit: opts.examples ?? 3 });
+      return {
+        obsid: key[0],
+        step: key[1],
+        reason: key[2],
+        exitCode: key[3],
+        count,
+        examples: examples.map((e) => e.id ?? '').filter(Boolean),
+      };
+    }),
+  );
+  return { groups, omitted: all.length - kept.length };
+}

@@ -1,0 +1,29 @@
+/** The --obsid/--step filter as view key ranges over keys that start [obsid, step, …]. */
+import { InputError } from '../errors.js';
+
+export interface StatusFilter {
+  obsid?: string | null;
+  step?: string | null;
+}
+
+/** startkey/endkey for views keyed [obsid, step, …]; a step alone is filtered after the query. */
+export function keyRange(filter: StatusFilter): { startkey?: unknown[]; endkey?: unknown[] } {
+  if (filter.obsid && filter.step) return { startkey: [filter.obsid, filter.step], endkey: [filter.obsid, filter.step, {}] };
+  if (filter.obsid) return { startkey: [filter.obsid], endkey: [filter.obsid, {}] };
+  return {};
+}
+
+export function matches(filter: StatusFilter, obsid: string, step: string): boolean {
+  return (!filter.obsid || filter.obsid === obsid) && (!filter.step || filter.step === step);
+}
+
+/** Checks filter values as the token schema would, so a typo is reported instead of showing an empty pool. */
+export function checkFilter(filter: StatusFilter): StatusFilter {
+  if (filter.obsid && !/^L\d+$/.test(filter.obsid)) {
+    throw new InputError(`--obsid ${JSON.stringify(filter.obsid)} is not an observation id`, 'Observation ids look like L229507.');
+  }
+  if (filter.step && !/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(filter.step)) {
+    throw new InputError(`--step ${JSON.stringify(filter.step)} is not a step name`, 'Step names use letters, digits, "_", "." or "-".');
+  }
+  return { obsid: filter.obsid ?? null, step: filter.step ?? null };
+}

@@ -1,0 +1,110 @@
+/**
+ * Read-only access to one pool database over HTTP. Status, failures and the dashboard reach the
+ * database only through this: it can issue nothing but GET, so a dashboard route can never change
+ * a token whatever a browser sends it.
+ */
+import { DatabaseError, StateError } from '../errors.js';
+import type { Pool } from '../client.js';
+
+export type QueryValue = string | number | boolean | null | readonly unknown[] | Record<string, unknown>;
+
+/** Query parameters CouchDB expects as JSON (keys of views); everything else is sent as text. */
+const JSON_PARAMS = new Set(['key', 'keys', 'startkey', 'endkey', 'start_key', 'end_key']);
+
+export interface ViewRow<K = unknown, V = unknown> {
+  id?: string;
+  key: K;
+  value: V;
+  doc?: Record<string, unknown>;
+}
+
+export interface ChangesAnswer {
+  last_seq: string | number;
+  results: { id: string; seq: string | number }[];
+}
+
+export interface PoolReader {
+  /** database name, for display */
+  readonly dbName: string;
+  get<T>(path: string, query?: Record<string, QueryValue | undefined>, signal?: AbortSignal): Promise<T>;
+  getText(path: string, signal?: AbortSignal): Promise<string>;
+  view<K = unknown, V = unknown>(design: string, view: string, query?: Record<string, QueryValue | undefined>): Promise<ViewRow<K, V>[]>;
+}
+
+export interface ReaderOptions {
+  /** database URL without credentials, e.g. http://127.0.0.1:5984/lofar */
+  dbUrl: string;
+  dbName: string;
+  /** Authorization header value, or null for anonymous */
+  authorization: string | null;
+}
+
+export const DESIGN = 'tokenpool';
+
+export function readerFromPool(pool: Pool): PoolReader {
+  return createReader({ dbUrl: pool.displayUrl, dbName: pool.dbName, authorization: pool.authorization });
+}
+
+export function createReader(opts: ReaderOptions): PoolReader {
+  const base = opts.dbUrl.replace(/\/$/, '');
+  const headers: Record<string, string> = { accept: 'application/json' };
+  if (opts.authorization) headers.authorization = opts.authorization;
+
+  async function fetchGet(path: string, query: Record<string, QueryValue | undefined> | undefined, signal?: AbortSignal): Promise<Response> {
+    const url = new URL(`${base}/${path}`);
+    for (const [k, v] of Object.entries(query ?? {})) {
+      if (v === undefined) continue;
+      url.searchParams.set(k, JSON_PARAMS.has(k) || typeof v === 'object' ? JSON.stringify(v) : String(v));
+    }
+    let res: Response;
+    try {
+      res = await fetch(url, { method: 'GET', headers, signal });
+    } catch (err) {
+      if (signal?.aborted) throw err;
+      throw new DatabaseError(`cannot reach the database at ${opts.dbUrl}: ${(err as Error).message}`, 'Check --db and that the server is running.');
+    }
+    if (!res.ok) await failure(res, path);
+    return res;
+  }
+
+  async function failure(res: Response, path: string): Promise<never> {
+    let reason = '';
+    try {
+      const body = (await res.json()) as { error?: string; reason?: string };
+      reason = body.reason ?? body.error ?? '';
+    } catch {
+      // body was not JSON; the status says enough
+    }
+    if (res.status === 401 || res.status === 403) {
+      throw new DatabaseError(`the database refused us (${res.status}): ${reason}`, 'Check --credentials: the account needs read access to the database.');
+    }
+    if (res.status === 404 && path.startsWith('_design/')) {
+      throw new StateError(`the database ${opts.dbName} has no status views (${path.split('?')[0]}): ${reason}`, 'Initialise the database with tokenpool\'s design documents first.');
+    }
+    if (res.status === 404 && !path.includes('/')) {
+      throw new StateError(`not found: ${path} in ${opts.dbName}`);
+    }
+    throw new DatabaseError(`database answered ${res.status} for ${path.split('?')[0]}: ${reason}`);
+  }
+
+  return {
+    dbName: opts.dbName,
+    async get<T>(path: string, query?: Record<string, QueryValue | undefined>, signal?: AbortSignal): Promise<T> {
+      const res = await fetchGet(path, query, signal);
+      return (await res.json()) as T;
+    },
+    async getText(path: string, signal?: AbortSignal): Promise<string> {
+      const res = await fetchGet(path, undefined, signal);
+      return res.text();
+    },
+    async view<K, V>(design: string, view: string, query?: Record<string, QueryValue | undefined>): Promise<ViewRow<K, V>[]> {
+      const res = await fetchGet(`_design/${design}/_view/${view}`, query);
+      return ((await res.json()) as { rows: ViewRow<K, V>[] }).rows;
+    },
+  };
+}
+
+/** Encodes a document id for a URL path (design documents keep their slash). */
+export function docPath(id: string): string {
+  return id.startsWith('_design/') ? `_design/${encodeURIComponent(id.slice(8))}` : encodeURIComponent(id);
+}

@@ -1,0 +1,124 @@
+/** One token's detail (attempt history, log tails) and paginated token lists for the dashboard. */
+import { redactText } from '../redact.js';
+import { DESIGN, docPath, type PoolReader } from './reader.js';
+import type { AttemptView, LogTail, TokenDetail, TokenListItem, TokenPage } from './types.js';
+
+const LOG_ATTACHMENT = /^logs_(\d+)\.(err|out)$/;
+
+interface RawToken {
+  _id: string;
+  status?: string;
+  obsid?: string;
+  step?: string;
+  subbands?: number[];
+  attempts?: number;
+  max_attempts?: number;
+  reason?: string | null;
+  exit_code?: number | null;
+  hostname?: string;
+  command?: string | null;
+  input?: { url: string }[];
+  output?: { url: string }[];
+  times?: Record<string, number>;
+  updated?: number;
+  history?: {
+    attempt: number;
+    owner: string;
+    hostname: string;
+    batch_job_id: string | null;
+    start: number;
+    end: number | null;
+    exit_code: number | null;
+    reason: string;
+    phases?: Record<string, number>;
+  }[];
+  _attachments?: Record<string, unknown>;
+}
+
+/** Log attachments newest attempt first, .err before .out. */
+export function logAttachments(doc: { _attachments?: Record<string, unknown> }): string[] {
+  return Object.keys(doc._attachments ?? {})
+    .map((name) => ({ name, m: LOG_ATTACHMENT.exec(name) }))
+    .filter((x): x is { name: string; m: RegExpExecArray } => x.m !== null)
+    .sort((a, b) => Number(b.m[1]) - Number(a.m[1]) || a.m[2]!.localeCompare(b.m[2]!))
+    .map((x) => x.name);
+}
+
+export async function logTail(reader: PoolReader, id: string, name: string, lines: number): Promise<LogTail> {
+  const text = await reader.getText(`${docPath(id)}/${encodeURIComponent(name)}`);
+  const all = text.replace(/\n$/, '').split('\n');
+  return { name, lines: all.slice(-lines).map((l) => redactText(l)) };
+}
+
+export async function tokenDetail(reader: PoolReader, id: string, opts: { logLines?: number; logs?: number } = {}): Promise<TokenDetail> {
+  const doc = await reader.get<RawToken>(docPath(id));
+  const logs = await Promise.all(logAttachments(doc).slice(0, opts.logs ?? 2).map((name) => logTail(reader, id, name, opts.logLines ?? 40)));
+  const history: AttemptView[] = (doc.history ?? []).map((h) => ({
+    attempt: h.attempt,
+    owner: h.owner,
+    hostname: h.hostname,
+    batchJobId: h.batch_job_id,
+    start: h.start,
+    end: h.end,
+    exitCode: h.exit_code,
+    reason: h.reason,
+    phases: h.phases ?? {},
+  }));
+  return {
+    id: doc._id,
+    status: doc.status ?? 'unknown',
+    obsid: doc.obsid ?? '',
+    step: doc.step ?? '',
+    subbands: doc.subbands ?? [],
+    attempts: doc.attempts ?? 0,
+    maxAttempts: doc.max_attempts ?? 0,
+    reason: doc.reason ?? null,
+    exitCode: doc.exit_code ?? null,
+    hostname: doc.hostname ?? '',
+    command: doc.command ? redactText(doc.command) : null,
+    inputs: (doc.input ?? []).map((f) => redactText(f.url)),
+    outputs: (doc.output ?? []).map((f) => redactText(f.url)),
+    times: doc.times ?? {},
+    history,
+    logs,
+  };
+}
+
+export interface TokenListQuery {
+  obsid: string;
+  step: string;
+  status: string;
+  limit: number;
+  /** cursor from a previous page */
+  after?: string | null;
+}
+
+/**
+ * One page of tokens in a status from the `progress` view (keys [obsid, step, status]) with
+ * include_docs and a (key, docid) cursor: cost is one page, whatever the pool's size.
+ */
+export async function listTokens(reader: PoolReader, q: TokenListQuery): Promise<TokenPage> {
+  const key = [q.obsid, q.step, q.status];
+  const rows = await reader.view<unknown, number>(DESIGN, 'progress', {
+    reduce: false,
+    include_docs: true,
+    startkey: key,
+    endkey: key,
+    limit: q.limit + 1,
+    ...(q.after ? { startkey_docid: q.after } : {}),
+  });
+  const page = rows.slice(0, q.limit);
+  const items: TokenListItem[] = page.map((r) => {
+    const d = (r.doc ?? {}) as unknown as RawToken;
+    return {
+      id: r.id ?? d._id,
+      status: d.status ?? q.status,
+      attempts: d.attempts ?? 0,
+      reason: d.reason ?? null,
+      exitCode: d.exit_code ?? null,
+      hostname: d.hostname ?? '',
+      updated: d.updated ?? 0,
+    };
+  });
+  return { items, next: rows.length > q.limit ? (rows[q.limit]!.id ?? null) : null };
+}

@@ -1,0 +1,46 @@
+/**
+ * Live updates from the database's _changes feed: a longpoll from "now", so an idle pool costs one
+ * open request and a busy one triggers at most one re-query per `throttleMs`, never a fixed poll.
+ */
+import type { PoolReader, ChangesAnswer } from './reader.js';
+
+export interface WatchOptions {
+  signal: AbortSignal;
+  /** called after something changed; at most once per throttleMs */
+  onChange: () => void;
+  throttleMs?: number;
+  /** how long the database holds one longpoll open */
+  pollTimeoutMs?: number;
+  /** called when the feed fails; the watch retries after retryMs */
+  onError?: (err: unknown) => void;
+  retryMs?: number;
+}
+
+export async function watchChanges(reader: PoolReader, opts: WatchOptions): Promise<void> {
+  const throttleMs = opts.throttleMs ?? 1000;
+  let since: string | number = 'now';
+  let timer: NodeJS.Timeout | null = null;
+  const fire = () => {
+    timer = null;
+    if (!opts.signal.aborted) opts.onChange();
+  };
+  opts.signal.addEventListener('abort', () => timer && clearTimeout(timer), { once: true });
+  while (!opts.signal.aborted) {
+    try {
+      const answer: ChangesAnswer = await reader.get<ChangesAnswer>('_changes', { feed: 'longpoll', since, timeout: opts.pollTimeoutMs ?? 25_000 }, opts.signal);
+      since = answer.last_seq;
+      if (answer.results.length > 0 && timer === null) timer = setTimeout(fire, throttleMs);
+    } catch (err) {
+      if (opts.signal.aborted) return;
+      opts.onError?.(err);
+      await sleep(opts.retryMs ?? 2000, opts.signal);
+    }
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
+  });
+}

@@ -1,0 +1,143 @@
+/** `tokenpool status` and `tokenpool failures` end to end: real CLI, real embedded server, real views. */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { startTestServer, type TestServer } from './helpers/server.js';
+import { runCli, CLI } from './helpers/cli.js';
+import { seedPool, type Seeded } from './helpers/status-fixture.js';
+import type { Pool } from '../server/client.js';
+import type { StatusSummary } from '../server/status/types.js';
+import type { FailureReport } from '../server/status/failure-report.js';
+import { nowSeconds } from '../server/token.js';
+
+let server: TestServer;
+let dbUrl: string;
+let pool: Pool;
+let seeded: Seeded;
+let env: NodeJS.ProcessEnv;
+
+before(async () => {
+  server = await startTestServer();
+  dbUrl = server.newDbUrl('status');
+  pool = server.adminPool(dbUrl);
+  seeded = await seedPool(pool, { obsids: ['L100001', 'L100002'], steps: ['avg', 'cal'], perStep: 40 });
+  env = { TOKENPOOL_USER: server.admin.name, TOKENPOOL_PASSWORD: server.admin.password };
+});
+
+after(async () => {
+  await server?.stop();
+});
+
+test('status --json gives the counts per observation × step that the tokens have', async () => {
+  const r = await runCli(['status', '--db', dbUrl, '--json'], { env });
+  assert.equal(r.code, 0, r.stderr);
+  const s = JSON.parse(r.stdout) as StatusSummary;
+  assert.equal(s.totals.total, seeded.total);
+  assert.equal(s.rows.length, 4);
+  for (const row of s.rows) {
+    assert.deepEqual(row.counts, seeded.counts[`${row.obsid}/${row.step}`]);
+    assert.equal(row.done, seeded.counts[`${row.obsid}/${row.step}`]!.done);
+    // every done token finished within the last hour
+    assert.ok(row.perHour >= row.done, `rate ${row.perHour} below ${row.done} done in the last hour`);
+    assert.ok(row.etaSeconds !== null && row.etaSeconds > 0);
+  }
+  const doneInChart = s.throughput.buckets.reduce((n, b) => n + b.count, 0);
+  assert.equal(doneInChart, s.totals.counts.done);
+  assert.equal(s.failures.reduce((n, g) => n + g.count, 0), s.totals.counts.error);
+  for (const g of s.failures) assert.ok(g.examples.length > 0 && g.examples.length <= 3);
+  assert.ok(!r.stdout.includes(server.admin.password));
+});
+
+test('status filters by --obsid and --step and prints a table for people', async () => {
+  const r = await runCli(['status', '--db', dbUrl, '--obsid', 'L100002', '--step', 'cal'], { env });
+  assert.equal(r.code, 0, r.stderr);
+  const lines = r.stdout.split('\n');
+  const row = lines.find((l) => l.startsWith('L100002'));
+  assert.ok(row, r.stdout);
+  assert.match(row, /cal\s+[█▒░]{20}\s+40%\s+16\/40/);
+  assert.ok(!r.stdout.includes('L100001'));
+  assert.match(r.stdout, /Failures:/);
+  assert.match(r.stdout, /checksum mismatch/);
+
+  const js = JSON.parse((await runCli(['status', '--db', dbUrl, '--step', 'avg', '--json'], { env })).stdout) as StatusSummary;
+  assert.deepEqual(js.rows.map((x) => `${x.obsid}/${x.step}`), ['L100001/avg', 'L100002/avg']);
+});
+
+test('status rejects a malformed --obsid with a clear message and exit code 2', async () => {
+  const r = await runCli(['status', '--db', dbUrl, '--obsid', '229507'], { env });
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /--obsid "229507" is not an observation id/);
+});
+
+test('status reports a wrong password as a database error without printing it', async () => {
+  const r = await runCli(['status', '--db', dbUrl], { env: { TOKENPOOL_USER: 'admin', TOKENPOOL_PASSWORD: 'wrong-password-123' } });
+  assert.equal(r.code, 3);
+  assert.ok(!r.stderr.includes('wrong-password-123'));
+});
+
+test('failures groups by reason with a log tail and the reset command', async () => {
+  const r = await runCli(['failures', '--db', dbUrl, '--obsid', 'L100001', '--json'], { env });
+  assert.equal(r.code, 0, r.stderr);
+  const report = JSON.parse(r.stdout) as FailureReport;
+  assert.equal(report.groups.length, 4); // 2 steps × 2 reasons
+  for (const g of report.groups) {
+    assert.equal(g.obsid, 'L100001');
+    assert.equal(g.reset, `tokenpool tokens reset --status error --obsid L100001 --step ${g.step} --db ${pool.displayUrl}`);
+    assert.ok(g.log, `group ${g.reason} has a log`);
+    assert.equal(g.log.name, 'logs_1.err');
+    assert.equal(g.log.lines.length, 10);
+    assert.equal(g.log.lines.at(-1), `FATAL: ${g.reason}`);
+  }
+  const text = await runCli(['failures', '--db', dbUrl, '--step', 'cal', '--lines', '3'], { env });
+  assert.equal(text.code, 0, text.stderr);
+  assert.match(text.stdout, /× L100002 cal: checksum mismatch \(exit code 21\)/);
+  assert.match(text.stdout, /\| FATAL: checksum mismatch/);
+  assert.match(text.stdout, /retry them: tokenpool tokens reset --status error --obsid L100002 --step cal/);
+});
+
+test('status --watch prints again when a token changes, and stops on SIGINT', async () => {
+  const child = spawn(process.execPath, [CLI, 'status', '--db', dbUrl, '--obsid', 'L100001', '--step', 'avg', '--watch', '--json'], {
+    env: { ...process.env, ...env, TOKENPOOL_LOG_JSON: '1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+  const summaries: StatusSummary[] = [];
+  const waitFor = (n: number) =>
+    new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no summary #${n}; stderr: ${err}`)), 60_000);
+      const check = () => {
+        // --json --watch prints one pretty JSON document per update; split on top-level closes
+        const docs = out.split(/\n}\n/).slice(0, -1);
+        summaries.length = 0;
+        for (const d of docs) summaries.push(JSON.parse(d + '\n}') as StatusSummary);
+        if (summaries.length >= n) {
+          clearTimeout(timer);
+          child.stdout.off('data', onData);
+          resolve();
+        }
+      };
+      const onData = (c: Buffer) => {
+        out += c.toString();
+        check();
+      };
+      child.stdout.on('data', onData);
+      check();
+    });
+  try {
+    await waitFor(1);
+    const before = summaries[0]!.rows[0]!.counts.done ?? 0;
+    // give the watcher time to open its longpoll from "now"
+    await new Promise((r) => setTimeout(r, 1500));
+    const running = await pool.db.view('tokenpool', 'progress', { reduce: false, key: ['L100001', 'avg', 'running'], limit: 1, include_docs: true });
+    const doc = running.rows[0]!.doc!;
+    await pool.db.insert({ ...doc, status: 'done', done: nowSeconds(), exit_code: 0, times: { ...doc.times, done: nowSeconds() } });
+    await waitFor(2);
+    assert.equal(summaries[1]!.rows[0]!.counts.done, before + 1);
+  } finally {
+    child.kill('SIGINT');
+  }
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  assert.equal(code, 0, err);
+});

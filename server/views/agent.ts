@@ -1,12 +1,37 @@
-/** Views the agent needs to find claimable work and expired leases (design doc `tokenpool`). */
+/**
+ * Views the agent needs to find claimable work and expired leases (design doc `tokenpool`).
+ * Keys end in [-priority, created] so that a key-range read returns the most urgent work first; the
+ * agent reads a window of rows (include_docs) and picks among them, re-checking each document.
+ */
 import type { ViewDef } from './types.js';
 
+const IS_CLAIMABLE = "doc.type === 'token' && doc.status === 'todo' && doc.lock === 0 && doc.done === 0";
+
 export const agentViews: Record<string, ViewDef> = {
-  // Claimable tokens, highest priority first; the agent reads a window of rows and picks among them.
+  // All claimable tokens.
   claimable: {
     map: `function (doc) {
-  if (doc.type === 'token' && doc.status === 'todo' && doc.lock === 0 && doc.done === 0) {
-    emit([-(doc.priority || 0), doc.created || 0], null);
+  if (${IS_CLAIMABLE}) emit([-(doc.priority || 0), doc.created || 0], null);
+}`,
+  },
+  // Claimable tokens of one step (agent --step).
+  claimable_by_step: {
+    map: `function (doc) {
+  if (${IS_CLAIMABLE}) emit([doc.step, -(doc.priority || 0), doc.created || 0], null);
+}`,
+  },
+  // Claimable tokens of one observation, optionally one step (agent --obsid [--step]).
+  claimable_by_obsid: {
+    map: `function (doc) {
+  if (${IS_CLAIMABLE}) emit([doc.obsid, doc.step, -(doc.priority || 0), doc.created || 0], null);
+}`,
+  },
+  // Held leases by expiry time: rows with key < now are reclaimable (agent claim path, tokens scrub).
+  leases: {
+    map: `function (doc) {
+  if (doc.type === 'token' && doc.lease && typeof doc.lease.expires === 'number' &&
+      (doc.status === 'locked' || doc.status === 'downloading' || doc.status === 'running' || doc.status === 'uploading')) {
+    emit(doc.lease.expires, null);
   }
 }`,
   },

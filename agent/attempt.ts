@@ -1,0 +1,264 @@
+/**
+ * One attempt at one token, from claim to recorded outcome: scratch directory, lease heartbeat,
+ * phases (stage-in, run, stage-out) through the WorkerNode, and a final write that is never lost
+ * (409: re-read and re-apply while the claim is ours; database unreachable: local journal).
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import type { Logger } from '../server/log.js';
+import { enterPhase, finish, heartbeat, updateToken, type Outcome, type TokenDb } from '../server/lease.js';
+import { EXIT, nowSeconds, type Token } from '../server/token.js';
+import { PhaseError, type PhaseContext, type WorkerNode } from './phases.js';
+import { makeScratch, stepEnv, tail, writeTokenFiles, type ScratchDirs } from './files.js';
+import { runStep } from './step.js';
+import { hostFacts } from './host.js';
+import type { Journal } from './journal.js';
+import { isUnreachable } from './retry.js';
+
+export const LOG_TAIL_BYTES = 64 * 1024;
+
+export interface AttemptDeps {
+  db: TokenDb;
+  node: WorkerNode;
+  journal: Journal;
+  log: Logger;
+  workdir: string;
+  leaseSeconds: number;
+  graceS: number;
+  defaultCommand?: string;
+  keepScratch: boolean;
+  /** called when an outcome went to the journal */
+  onJournaled: () => void;
+}
+
+/** Why an attempt was stopped from outside. */
+export interface StopReason {
+  kind: 'preempted' | 'lease lost';
+  /** seconds the step gets between TERM and KILL */
+  graceS: number;
+}
+
+class LeaseLost extends Error {}
+
+export class TokenAttempt {
+  readonly id: string;
+  readonly claimId: string;
+  readonly attempt: number;
+  private readonly abort = new AbortController();
+  private current: Token;
+  /** The token as we last wrote it, while no failed write has made it doubtful */
+  private known: Token | undefined;
+  private readonly log: Logger;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private readonly phases: Record<string, number> = {};
+
+  constructor(
+    private readonly deps: AttemptDeps,
+    token: Token,
+    claimId: string,
+  ) {
+    this.current = token;
+    this.known = token;
+    this.id = token._id;
+    this.claimId = claimId;
+    this.attempt = token.attempts;
+    this.log = deps.log.child({ token: this.id, attempt: this.attempt });
+  }
+
+  get stopped(): StopReason | null {
+    return this.abort.signal.aborted ? (this.abort.signal.reason as StopReason) : null;
+  }
+
+  /** Preemption (SIGTERM, end of the time budget): stop the step, give the token back. */
+  stop(reason: StopReason): void {
+    if (!this.abort.signal.aborted) this.abort.abort(reason);
+  }
+
+  /** Runs the attempt to its recorded (or journaled) outcome; never throws. */
+  async run(): Promise<Outcome['result'] | 'lost'> {
+    const { deps } = this;
+    this.log.info({ phase: 'locked', claim_id: this.claimId }, 'claimed');
+    let dirs: ScratchDirs | null = null;
+    this.startHeartbeat();
+    let outcome: Outcome;
+    try {
+      dirs = makeScratch(deps.workdir, this.current, this.claimId);
+      outcome = await this.work(dirs);
+    } catch (err) {
+      outcome = this.failure(err);
+    } finally {
+      clearInterval(this.heartbeatTimer);
+    }
+    try {
+      if (this.stopped?.kind === 'lease lost') {
+        this.log.warn({ phase: 'lost' }, 'lease lost to another agent: result not recorded');
+        return 'lost';
+      }
+      if (dirs) outcome.attachments = this.logAttachments(dirs);
+      outcome.facts = { ...outcome.facts, host: await hostFacts().catch(() => undefined) };
+      return await this.report(outcome);
+    } finally {
+      if (dirs && !deps.keepScratch) fs.rmSync(dirs.scratchDir, { recursive: true, force: true });
+    }
+  }
+
+  private async work(dirs: ScratchDirs): Promise<Outcome> {
+    const { deps } = this;
+    const token = this.current;
+    const ctx: PhaseContext = {
+      token,
+      scratchDir: dirs.scratchDir,
+      inputDir: dirs.inputDir,
+      outputDir: dirs.outputDir,
+      env: stepEnv(token, dirs),
+      log: this.log,
+      signal: this.abort.signal,
+    };
+    await writeTokenFiles(deps.db, token, dirs);
+
+    await this.timed('downloading', () => deps.node.stageIn(ctx));
+    const command = token.command ?? deps.defaultCommand;
+    if (!command) throw new PhaseError('no command to run: the token has none and the agent was started without --command', EXIT.malformedToken, false);
+
+    await this.enter('running');
+    const { file, args } = deps.node.wrapCommand(ctx, command);
+    const res = await runStep({
+      file,
+      args,
+      cwd: dirs.scratchDir,
+      env: ctx.env,
+      stdoutFile: dirs.stdoutFile,
+      stderrFile: dirs.stderrFile,
+      timeLimitS: token.requirements.time_limit_s,
+      graceS: deps.graceS,
+      signal: this.abort.signal,
+    });
+    this.phases.running = round(res.seconds);
+    this.log.info({ phase: 'running', exit_code: res.exitCode, signal: res.signal, seconds: this.phases.running }, 'step ended');
+    if (this.stopped) return this.stoppedOutcome(res.exitCode);
+    if (res.timedOut) {
+      return this.outcome('retry', EXIT.timeLimit, `time limit of ${token.requirements.time_limit_s} s exceeded`);
+    }
+    if (res.exitCode !== 0) {
+      const code = res.exitCode ?? 128 + signalNumber(res.signal);
+      return this.outcome('retry', code, res.exitCode === null ? `killed by ${res.signal}` : `exit code ${code}`);
+    }
+
+    const output = await this.timed('uploading', () => deps.node.stageOut(ctx));
+    const provenance = await deps.node.provenance(ctx);
+    return { ...this.outcome('done', 0, 'done'), output, facts: provenance };
+  }
+
+  private outcome(result: Outcome['result'], exitCode: number | null, reason: string): Outcome {
+    return { result, exitCode, reason, end: nowSeconds(), phases: { ...this.phases } };
+  }
+
+  private stoppedOutcome(exitCode: number | null): Outcome {
+    return this.outcome('preempted', exitCode, 'preempted');
+  }
+
+  private failure(err: unknown): Outcome {
+    if (this.stopped) return this.stoppedOutcome(null);
+    if (err instanceof PhaseError) {
+      this.log.warn({ reason: err.reason, exit_code: err.tokenExitCode, retryable: err.retryable, detail: err.message }, 'phase failed');
+      return this.outcome(err.retryable ? 'retry' : 'fatal', err.tokenExitCode, err.reason);
+    }
+    const message = err instanceof Error ? err.message : String(err);
+    this.log.error({ err: message }, 'attempt failed inside the agent');
+    return this.outcome('retry', 1, `agent error: ${message}`);
+  }
+
+  /** Runs a phase with its status on the token and its duration recorded. */
+  private async timed<T>(phase: 'downloading' | 'uploading', fn: () => Promise<T>): Promise<T> {
+    await this.enter(phase);
+    const started = Date.now();
+    try {
+      return await fn();
+    } finally {
+      this.phases[phase] = round((Date.now() - started) / 1000);
+    }
+  }
+
+  /** Shows the phase on the token (extending the lease); a database outage does not stop the work. */
+  private async enter(phase: 'downloading' | 'running' | 'uploading'): Promise<void> {
+    if (this.stopped) throw new LeaseLost('stopped');
+    this.log.info({ phase }, `phase ${phase}`);
+    await this.write((t) => enterPhase(t, this.claimId, phase, this.deps.leaseSeconds, nowSeconds()));
+  }
+
+  private startHeartbeat(): void {
+    const everyMs = Math.max(1000, (this.deps.leaseSeconds * 1000) / 3);
+    this.heartbeatTimer = setInterval(() => {
+      void this.write((t) => heartbeat(t, this.claimId, this.deps.leaseSeconds, nowSeconds())).then((ok) => {
+        if (ok) this.log.debug({ phase: this.current.status }, 'lease extended');
+      });
+    }, everyMs);
+  }
+
+  /** A lease-guarded write; false when it could not be made. Losing the claim stops the attempt. */
+  private async write(change: (t: Token) => Token | null): Promise<boolean> {
+    try {
+      const written = await updateToken(this.deps.db, this.id, change, { known: this.known });
+      if (written) {
+        this.current = written;
+        this.known = written;
+        return true;
+      }
+      this.stop({ kind: 'lease lost', graceS: this.deps.graceS });
+      return false;
+    } catch (err) {
+      this.known = undefined; // re-read next time
+      this.log.warn({ err: errText(err) }, 'could not update the token; carrying on');
+      return false;
+    }
+  }
+
+  private logAttachments(dirs: ScratchDirs): Outcome['attachments'] {
+    const out = tail(dirs.stdoutFile, LOG_TAIL_BYTES);
+    const err = tail(dirs.stderrFile, LOG_TAIL_BYTES);
+    return {
+      [`logs_${this.attempt}.out`]: { content_type: 'text/plain', data: out.toString('base64') },
+      [`logs_${this.attempt}.err`]: { content_type: 'text/plain', data: err.toString('base64') },
+    };
+  }
+
+  /** The final write: re-applied on 409 while the claim is ours; journaled when the database is unreachable. */
+  private async report(outcome: Outcome): Promise<Outcome['result'] | 'lost'> {
+    try {
+      const written = await recordOutcome(this.deps.db, this.id, this.claimId, outcome, this.known);
+      if (!written) {
+        this.log.warn({ phase: 'report' }, 'the token was claimed by another agent meanwhile: result not recorded');
+        return 'lost';
+      }
+      this.log.info({ phase: written.status, exit_code: outcome.exitCode, reason: outcome.reason, phases: outcome.phases }, `recorded: ${written.status}`);
+      return outcome.result;
+    } catch (err) {
+      if (!isUnreachable(err)) {
+        this.log.error({ err: errText(err) }, 'the database refused the result');
+        return 'lost';
+      }
+      const file = this.deps.journal.write({ tokenId: this.id, claimId: this.claimId, attempt: this.attempt, outcome, written: nowSeconds() });
+      this.log.warn({ phase: 'journal', file, err: errText(err) }, 'database unreachable: outcome kept in the local journal');
+      this.deps.onJournaled();
+      return outcome.result;
+    }
+  }
+}
+
+/** Writes an outcome guarded by the claim id; null when the claim is no longer ours. */
+export function recordOutcome(db: TokenDb, id: string, claimId: string, outcome: Outcome, known?: Token): Promise<Token | null> {
+  return updateToken(db, id, (t) => finish(t, claimId, outcome, nowSeconds()), { known });
+}
+
+function round(s: number): number {
+  return Math.round(s * 1000) / 1000;
+}
+
+function signalNumber(sig: string | null): number {
+  const n = sig ? (os.constants.signals as Record<string, number>)[sig] : undefined;
+  return typeof n === 'number' ? n : 0;
+}
+
+export function errText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

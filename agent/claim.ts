@@ -1,0 +1,219 @@
+/**
+ * Finding and taking work. A claimer reads a window of claimable rows (with their documents) and
+ * tries them in its own random order, so that many agents do not all fight over the first row; on a
+ * 409 it moves on to the next candidate of its window instead of re-querying. Tokens whose lease ran
+ * out are candidates too. Every document is re-checked before the compare-and-swap write.
+ */
+import type { Logger } from '../server/log.js';
+import { claim, claimability, expire, fence, writeClaim, type Claimant, type TokenDb } from '../server/lease.js';
+import { describeProblems, EXIT, nowSeconds, validateToken, type Token } from '../server/token.js';
+import { TOKENPOOL_DDOC } from '../server/design.js';
+import { httpStatus } from '../server/db-errors.js';
+
+/** Which tokens an agent takes; at most one of view and selector, step and obsid narrow the default views. */
+export interface ClaimSource {
+  step?: string;
+  obsid?: string;
+  /** "design/view" whose rows are token ids, e.g. Monitor/todo */
+  view?: string;
+  /** Mango selector ANDed with "claimable" */
+  selector?: Record<string, unknown>;
+}
+
+export interface ClaimerOptions {
+  db: TokenDb;
+  who: Claimant;
+  leaseSeconds: number;
+  source?: ClaimSource;
+  /** rows read per query */
+  window?: number;
+  /** re-query after this many milliseconds even when candidates are left */
+  maxAgeMs?: number;
+  /** read back each claim with its conflicts (needed on a CouchDB cluster with n > 1) */
+  fence?: boolean;
+  log?: Logger;
+  random?: () => number;
+}
+
+export interface Claimed {
+  token: Token;
+  claimId: string;
+}
+
+export interface ClaimStats {
+  claims: number;
+  conflicts: number;
+  queries: number;
+  expiredTaken: number;
+  fencesLost: number;
+  malformed: number;
+}
+
+type Doc = Record<string, unknown> & { _id: string };
+
+const MAX_ROUNDS = 20;
+
+export class Claimer {
+  readonly stats: ClaimStats = { claims: 0, conflicts: 0, queries: 0, expiredTaken: 0, fencesLost: 0, malformed: 0 };
+  private candidates: Doc[] = [];
+  private fetchedAt = 0;
+  /** Malformed tokens we could not mark as error: not tried again by this agent. */
+  private readonly refused = new Set<string>();
+  private readonly window: number;
+  private readonly maxAgeMs: number;
+  private readonly random: () => number;
+
+  constructor(private readonly opts: ClaimerOptions) {
+    this.window = opts.window ?? 100;
+    this.maxAgeMs = opts.maxAgeMs ?? 5000;
+    this.random = opts.random ?? Math.random;
+  }
+
+  /** Claims one token that `accept` agrees to run; null when nothing claimable is left for us. */
+  async next(accept: (t: Token) => boolean = () => true): Promise<Claimed | null> {
+    if (this.candidates.length > 0 && Date.now() - this.fetchedAt <= this.maxAgeMs) {
+      while (this.candidates.length > 0) {
+        const got = await this.tryCandidate(this.candidates.pop()!, accept);
+        if (got) return got;
+      }
+    }
+    for (let round = 0; round < MAX_ROUNDS; round++) {
+      const usable = await this.refill(accept);
+      if (usable === 0) return null;
+      while (this.candidates.length > 0) {
+        const got = await this.tryCandidate(this.candidates.pop()!, accept);
+        if (got) return got;
+      }
+    }
+    return null;
+  }
+
+  /** Forgets the cached window (e.g. after an outage). */
+  reset(): void {
+    this.candidates = [];
+  }
+
+  /** Reads fresh candidates in random order (expired leases tried first); returns how many could be ours. */
+  private async refill(accept: (t: Token) => boolean): Promise<number> {
+    const now = nowSeconds();
+    const [expired, fresh] = await Promise.all([this.queryExpired(now), this.queryClaimable(now)]);
+    this.stats.queries++;
+    shuffle(fresh, this.random);
+    shuffle(expired, this.random);
+    const all = [...fresh, ...expired].filter((d) => !this.refused.has(d._id));
+    this.candidates = all.filter((d) => {
+      const v = validateToken(d);
+      return !v.ok || (claimability(v.token, now) !== null && accept(d as unknown as Token));
+    });
+    this.fetchedAt = Date.now();
+    return this.candidates.length;
+  }
+
+  private async queryClaimable(now: number): Promise<Doc[]> {
+    const { db, source = {} } = this.opts;
+    const limit = this.window;
+    if (source.selector) {
+      const selector = {
+        $and: [{ type: 'token' }, { $or: [{ status: 'todo', lock: 0, done: 0 }, { 'lease.expires': { $lte: now } }] }, source.selector],
+      };
+      const res = await db.find({ selector, limit });
+      return res.docs as unknown as Doc[];
+    }
+    let design = TOKENPOOL_DDOC;
+    let view = 'claimable';
+    let range: Record<string, unknown> = {};
+    if (source.view) {
+      [design, view] = splitView(source.view);
+    } else if (source.obsid) {
+      view = 'claimable_by_obsid';
+      const prefix = source.step ? [source.obsid, source.step] : [source.obsid];
+      range = { startkey: prefix, endkey: [...prefix, {}] };
+    } else if (source.step) {
+      view = 'claimable_by_step';
+      range = { startkey: [source.step], endkey: [source.step, {}] };
+    }
+    const res = await db.view(design, view, { ...range, include_docs: true, limit, reduce: false });
+    return res.rows.map((r) => r.doc as unknown as Doc).filter((d): d is Doc => !!d);
+  }
+
+  private async queryExpired(now: number): Promise<Doc[]> {
+    const { db, source = {} } = this.opts;
+    if (source.selector) return []; // the selector query covers expired leases
+    const res = await db.view(TOKENPOOL_DDOC, 'leases', { endkey: now, include_docs: true, limit: this.window });
+    return res.rows
+      .map((r) => r.doc as unknown as Doc)
+      .filter((d): d is Doc => !!d && (!source.step || d.step === source.step) && (!source.obsid || d.obsid === source.obsid));
+  }
+
+  private async tryCandidate(doc: Doc, accept: (t: Token) => boolean): Promise<Claimed | null> {
+    const { db, who, leaseSeconds, log } = this.opts;
+    if (this.refused.has(doc._id)) return null;
+    const checked = validateToken(doc);
+    if (!checked.ok) {
+      await this.markMalformed(doc, describeProblems(checked.problems));
+      return null;
+    }
+    // Written back as read: the schema drops unknown nested fields, the pool must not lose them.
+    const token = doc as unknown as Token;
+    const now = nowSeconds();
+    const state = claimability(token, now);
+    if (!state || !accept(token)) return null;
+    let base = token;
+    if (state === 'expired') {
+      base = expire(token, now);
+      if (base.status !== 'todo') {
+        // Out of attempts: record the error; nothing to claim.
+        const wrote = await writeClaim(db, base);
+        if (wrote) log?.warn({ token: token._id, attempt: token.attempts, reason: base.reason }, 'lease expired for the last time: token to error');
+        return null;
+      }
+    }
+    const claimed = claim(base, who, leaseSeconds, now);
+    const written = await writeClaim(db, claimed);
+    if (!written) {
+      this.stats.conflicts++;
+      return null;
+    }
+    if (this.opts.fence && !(await fence(db, written))) {
+      this.stats.fencesLost++;
+      this.stats.conflicts++;
+      return null;
+    }
+    this.stats.claims++;
+    if (state === 'expired') {
+      this.stats.expiredTaken++;
+      log?.info({ token: token._id, attempt: written.attempts, previous: token.lease?.owner }, 'reclaimed a token whose lease expired');
+    }
+    return { token: written, claimId: written.lease!.claim_id };
+  }
+
+  /** A token agents cannot read: mark it error naming the field, so that a person can fix it. */
+  private async markMalformed(doc: Doc, problems: string): Promise<void> {
+    const { db, log } = this.opts;
+    const now = nowSeconds();
+    this.stats.malformed++;
+    this.refused.add(doc._id);
+    const lock = typeof doc.lock === 'number' && doc.lock > 0 ? doc.lock : now;
+    const marked = { ...doc, status: 'error', lock, done: now, exit_code: EXIT.malformedToken, reason: `malformed token: ${problems}`, lease: null, updated: now };
+    try {
+      await db.insert(marked as unknown as Token);
+      log?.error({ token: doc._id, reason: marked.reason }, 'malformed token marked as error');
+    } catch (err) {
+      if (httpStatus(err) === 409) return; // someone changed it meanwhile
+      log?.error({ token: doc._id, problems, err: String((err as Error).message ?? err) }, 'malformed token could not be marked as error; skipping it');
+    }
+  }
+}
+
+function splitView(name: string): [string, string] {
+  const m = /^(?:_design\/)?([^/]+)\/(?:_view\/)?([^/]+)$/.exec(name);
+  if (!m) throw new Error(`view must be "design/view", e.g. Monitor/todo: ${name}`);
+  return [m[1]!, m[2]!];
+}
+
+function shuffle<T>(a: T[], random: () => number): void {
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [a[i], a[j]] = [a[j]!, a[i]!];
+  }
+}

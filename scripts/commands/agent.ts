@@ -1,0 +1,21 @@
+/** `tokenpool agent`: the pilot agent on a worker node (agent/). */
+import type { CommandModule } from 'yargs';
+import { agentOptions, runAgent, type AgentArgs } from '../../agent/index.js';
+import { reportFailure } from '../output.js';
+
+export const agentCommand: CommandModule<object, AgentArgs> = {
+  command: 'agent',
+  describe: 'Claim tokens and run their steps until there is no more work or time',
+  builder: (y) => agentOptions(y),
+  handler: async (args) => {
+    let code: number;
+    try {
+      code = await runAgent(args);
+    } catch (err) {
+      reportFailure(err);
+      code = typeof process.exitCode === 'number' ? process.exitCode : 1;
+    }
+    // Open keep-alive sockets or a stray timer must not hold a stopping pilot past its grace period.
+    process.exit(code);
+  },
+};

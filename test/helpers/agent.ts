@@ -1,0 +1,87 @@
+/** Helpers for the agent tests: a fresh initialised pool, tokens, and real agent processes. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { TestServer } from './server.js';
+import { CLI } from './cli.js';
+import { initDatabase } from '../../server/setup.js';
+import { newToken, type NewToken, type Token } from '../../server/token.js';
+import type { Pool } from '../../server/client.js';
+
+export interface TestPool {
+  dbUrl: string;
+  pool: Pool;
+  credentials: string;
+}
+
+export async function freshPool(server: TestServer): Promise<TestPool> {
+  const dbUrl = server.newDbUrl('agent');
+  const pool = server.adminPool(dbUrl);
+  await initDatabase(pool);
+  return { dbUrl, pool, credentials: server.adminCredentialsFile() };
+}
+
+export async function addTokens(pool: Pool, specs: NewToken[]): Promise<Token[]> {
+  const tokens = specs.map((s) => newToken(s));
+  const res = await pool.db.bulk({ docs: tokens });
+  for (const r of res) if (r.error) throw new Error(`could not add ${r.id}: ${r.error} ${r.reason}`);
+  return tokens;
+}
+
+export function tempDir(prefix: string): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), `tokenpool-${prefix}-`));
+}
+
+export interface AgentProcess {
+  child: ChildProcess;
+  /** stderr so far (JSON log lines) */
+  logs(): string;
+  events(): Record<string, unknown>[];
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** Starts `tokenpool agent` as a real process (JSON logs, no start-up jitter unless given). */
+export function startAgent(tp: TestPool, args: string[], env: NodeJS.ProcessEnv = {}): AgentProcess {
+  const child = spawn(process.execPath, [CLI, 'agent', '--db', tp.dbUrl, '--credentials', tp.credentials, '--jitter', '0', ...args], {
+    env: { ...process.env, TOKENPOOL_LOG_JSON: '1', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+  child.stdout!.on('data', (c: Buffer) => (stderr += c.toString()));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('exit', (code, signal) => resolve({ code, signal })),
+  );
+  return {
+    child,
+    logs: () => stderr,
+    events: () =>
+      stderr
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as Record<string, unknown>),
+    exited,
+  };
+}
+
+/** Resolves when `check` passes, polling; rejects after timeoutMs with `what` in the message. */
+export async function waitFor<T>(what: string, check: () => Promise<T | undefined | null | false> | T | undefined | null | false, timeoutMs = 60_000): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+export async function allTokens(pool: Pool): Promise<Token[]> {
+  const res = await pool.db.list({ include_docs: true });
+  return res.rows.map((r) => r.doc as Token).filter((d) => d && d.type === 'token');
+}
+
+/** Kills an agent that a failed test left behind. */
+export function killAgent(a: AgentProcess): void {
+  if (a.child.exitCode === null && a.child.signalCode === null) a.child.kill('SIGKILL');
+}

@@ -2,7 +2,8 @@
 import type { CommandModule } from 'yargs';
 import { statusCommand } from './status.js';
 import { failuresCommand } from './failures.js';
+import { serverCommand } from './server.js';
 import { agentCommand } from './agent.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [statusCommand, failuresCommand, agentCommand];
+export const commands: CommandModule<any, any>[] = [statusCommand, failuresCommand, serverCommand, agentCommand];

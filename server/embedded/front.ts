@@ -1,13 +1,18 @@
 /**
  * The embedded server's public face: an HTTP front on --host/--port that authenticates each request,
- * refuses what would crash or is not allowed (guard.ts), and proxies the rest to the engine child.
+ * refuses what would crash or is not allowed (guard.ts), serves changes feeds (changes-feed.ts) and
+ * reduced view queries (stored-reduce.ts) itself, and proxies the rest to the engine child.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createHash } from 'node:crypto';
 import type { Logger } from '../log.js';
+import type { AdminCredentials } from './credentials.js';
 import { EngineSupervisor } from './supervisor.js';
-import { judge, type UserCtx, type Verdict } from './guard.js';
+import { judge, pathSegments, type UserCtx, type Verdict } from './guard.js';
+import { callEngine, identityHeaders, type Upstream } from './upstream.js';
+import { ChangesFeeds, isChangesFeed } from './changes-feed.js';
+import { StoredReductions } from './stored-reduce.js';
 
 /** Extra handlers mounted beside the CouchDB API (the dashboard); return true when handled. */
 export type RouteHandler = (req: http.IncomingMessage, res: http.ServerResponse) => boolean | Promise<boolean>;
@@ -15,23 +20,36 @@ export type RouteHandler = (req: http.IncomingMessage, res: http.ServerResponse)
 export interface FrontOptions {
   host: string;
   port: number;
+  admin: AdminCredentials;
   routes?: RouteHandler[];
 }
 
 const ANONYMOUS: UserCtx = { name: null, roles: [] };
 const SESSION_TTL_MS = 30_000;
 const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer'];
+/** A POST to _changes carries a filter (doc_ids, selector): small. */
+const MAX_FEED_BODY = 8 * 1024 * 1024;
+/** Response header telling that the front answered a view query from its stored reductions. */
+export const STORED_REDUCE_HEADER = 'x-tokenpool-reduce';
 
 export class Front {
   private server: http.Server | null = null;
   private readonly sessions = new Map<string, { user: UserCtx; until: number }>();
   private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+  private readonly upstream: Upstream;
+  private readonly feeds: ChangesFeeds;
+  readonly reductions: StoredReductions;
 
   constructor(
     private readonly engine: EngineSupervisor,
     private readonly log: Logger,
     private readonly opts: FrontOptions,
-  ) {}
+  ) {
+    this.upstream = { port: () => engine.enginePort(), agent: this.agent };
+    this.feeds = new ChangesFeeds(this.upstream, log);
+    const adminAuth = 'Basic ' + Buffer.from(`${opts.admin.name}:${opts.admin.password}`).toString('base64');
+    this.reductions = new StoredReductions(this.upstream, adminAuth, () => engine.generation, log);
+  }
 
   async listen(): Promise<AddressInfo> {
     const server = http.createServer((req, res) => {
@@ -49,12 +67,15 @@ export class Front {
     return server.address() as AddressInfo;
   }
 
-  /** Stops accepting, lets requests in flight finish (bounded), closes idle keep-alive sockets. */
+  /** Stops accepting, ends changes feeds, lets requests in flight finish (bounded), closes idle keep-alive sockets. */
   async close(graceMs = 10_000): Promise<void> {
     const server = this.server;
     if (!server) return;
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    this.feeds.endAll();
     server.closeIdleConnections();
+    // Keep-alive sockets that finish a request after this point must not linger either.
+    server.on('request', (_req, res: http.ServerResponse) => res.setHeader('connection', 'close'));
     const timer = setTimeout(() => server.closeAllConnections(), graceMs);
     await closed;
     clearTimeout(timer);
@@ -69,6 +90,7 @@ export class Front {
     const url = req.url ?? '/';
     const user = await this.userOf(req);
     if (user === 'invalid') {
+      drain(req);
       sendJson(res, 401, { error: 'unauthorized', reason: 'Name or password is incorrect.' });
       return;
     }
@@ -78,7 +100,32 @@ export class Front {
       sendJson(res, verdict.status, { error: verdict.error, reason: verdict.reason });
       return;
     }
-    await this.proxy(req, res, user);
+    const segments = pathSegments(url) ?? [];
+    const search = new URLSearchParams(url.includes('?') ? url.slice(url.indexOf('?') + 1) : '');
+    const [db] = segments;
+    if (db !== undefined && !db.startsWith('_') && segments.length === 1 && (method === 'PUT' || method === 'DELETE')) {
+      this.reductions.forgetDb(db);
+    }
+    if (db !== undefined && isChangesFeed(method, segments, search)) {
+      const body = method === 'POST' ? await readBody(req, MAX_FEED_BODY) : undefined;
+      if (body === null) {
+        sendJson(res, 413, { error: 'too_large', reason: `A _changes request body may hold at most ${MAX_FEED_BODY} bytes.` });
+        return;
+      }
+      const headers = identityHeaders(req.headers);
+      if (body) headers['content-type'] = req.headers['content-type'] ?? 'application/json';
+      await this.feeds.serve(req, res, db, search, headers, body, user.name !== null);
+      return;
+    }
+    if (method === 'GET' && segments.length === 5 && segments[1] === '_design' && segments[3] === '_view') {
+      const answer = await this.reductions.answer(db!, segments[2]!, segments[4]!, search, identityHeaders(req.headers) as Record<string, string>);
+      if (answer !== null) {
+        drain(req);
+        sendJson(res, 200, answer, { [STORED_REDUCE_HEADER]: 'stored' });
+        return;
+      }
+    }
+    await this.proxy(req, res, user, isDocumentWrite(method, segments));
   }
 
   /** Who sent the request: cached per credential so the engine's session lookup runs rarely. */
@@ -88,33 +135,25 @@ export class Front {
     const key = createHash('sha256').update(credential).digest('hex');
     const cached = this.sessions.get(key);
     if (cached && cached.until > Date.now()) return cached.user;
-    const headers: http.OutgoingHttpHeaders = { accept: 'application/json' };
+    const headers: http.OutgoingHttpHeaders = {};
     if (req.headers.authorization) headers.authorization = req.headers.authorization;
     else headers.cookie = credential;
-    const { status, body } = await this.request('GET', '/_session', headers);
+    const { status, body } = await callEngine(this.upstream, 'GET', '/_session', headers);
     if (status === 401) return 'invalid';
-    const ctx = (JSON.parse(body) as { userCtx?: UserCtx }).userCtx ?? ANONYMOUS;
-    const user: UserCtx = { name: ctx.name ?? null, roles: ctx.roles ?? [] };
+    let ctx: Partial<UserCtx> = ANONYMOUS;
+    try {
+      ctx = (JSON.parse(body) as { userCtx?: UserCtx }).userCtx ?? ANONYMOUS;
+    } catch {
+      // A malformed Authorization header can make the engine answer with something other than JSON.
+      return 'invalid';
+    }
+    const user: UserCtx = { name: ctx.name ?? null, roles: Array.isArray(ctx.roles) ? ctx.roles : [] };
     if (this.sessions.size > 10_000) this.sessions.clear();
     this.sessions.set(key, { user, until: Date.now() + SESSION_TTL_MS });
     return user;
   }
 
-  private async request(method: string, path: string, headers: http.OutgoingHttpHeaders): Promise<{ status: number; body: string }> {
-    const port = await this.engine.enginePort();
-    return new Promise((resolve, reject) => {
-      const upstream = http.request({ host: '127.0.0.1', port, method, path, headers, agent: this.agent }, (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => (body += c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 500, body }));
-      });
-      upstream.on('error', reject);
-      upstream.end();
-    });
-  }
-
-  private async proxy(req: http.IncomingMessage, res: http.ServerResponse, user: UserCtx): Promise<void> {
+  private async proxy(req: http.IncomingMessage, res: http.ServerResponse, user: UserCtx, documentWrite: boolean): Promise<void> {
     let port: number;
     try {
       port = await this.engine.enginePort();
@@ -127,6 +166,9 @@ export class Front {
     for (const h of HOP_BY_HOP) delete headers[h];
     // Compression buffers continuous _changes inside the engine; loopback needs none.
     headers['accept-encoding'] = 'identity';
+    // CouchDB reads a document PUT as JSON whatever its content type; the engine would store an empty doc.
+    const type = String(headers['content-type'] ?? '');
+    if (documentWrite && (type === '' || type.startsWith('application/x-www-form-urlencoded'))) headers['content-type'] = 'application/json';
     const upstream = http.request(
       { host: '127.0.0.1', port, method: req.method, path: req.url, headers, agent: this.agent },
       (up) => {
@@ -155,16 +197,37 @@ export class Front {
   }
 }
 
+/** PUT /db/doc, /db/_design/x or /db/_local/x: a JSON document body (attachments keep their own type). */
+function isDocumentWrite(method: string, segments: string[]): boolean {
+  if (method !== 'PUT' || segments.length < 2 || segments[0]!.startsWith('_')) return false;
+  if (segments[1] === '_design' || segments[1] === '_local') return segments.length === 3;
+  return segments.length === 2 && !segments[1]!.startsWith('_');
+}
+
 function drain(req: http.IncomingMessage): void {
   req.resume();
 }
 
-export function sendJson(res: http.ServerResponse, status: number, body: unknown): void {
+/** The whole request body, or null when it is larger than `max` bytes. */
+function readBody(req: http.IncomingMessage, max: number): Promise<Buffer | null> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size <= max) chunks.push(c);
+    });
+    req.on('end', () => resolve(size > max ? null : Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+export function sendJson(res: http.ServerResponse, status: number, body: unknown, extraHeaders: http.OutgoingHttpHeaders = {}): void {
   if (res.headersSent) {
     res.destroy();
     return;
   }
   const text = JSON.stringify(body) + '\n';
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...extraHeaders });
   res.end(text);
 }

@@ -11,6 +11,8 @@ export class EngineSupervisor {
   private port: Promise<number> | null = null;
   private stopping = false;
   restarts = 0;
+  /** Counts engine starts: what the front cached about the engine's data is void once it changes. */
+  generation = 0;
 
   constructor(
     private readonly opts: EngineOptions,
@@ -23,7 +25,13 @@ export class EngineSupervisor {
     return this.port;
   }
 
+  /** The engine child's process id (tests kill it to check recovery). */
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
   private spawn(): Promise<number> {
+    this.generation++;
     return new Promise((resolve, reject) => {
       const child = fork(ENGINE_MAIN, [], {
         env: { ...process.env, TOKENPOOL_ENGINE_OPTIONS: JSON.stringify(this.opts) },

@@ -1,0 +1,368 @@
+/**
+ * "Stored reductions": the front answers grouped `_count`/`_sum` view queries from an index it keeps
+ * in memory, because the engine (PouchDB) re-reduces every row on every query (~15 s at 100k docs).
+ * The index holds every emitted row in view order and each document's rows (so an update removes its
+ * old contribution). Before each answer it reads the engine's `_changes` since the last sequence it
+ * saw, so answers are never stale. Anything it does not reproduce exactly goes to the engine.
+ */
+import type { Logger } from '../log.js';
+import { collate, type JsonValue } from './collate.js';
+import { MapSandbox } from './map-sandbox.js';
+import { callEngine, type Upstream } from './upstream.js';
+
+type Builtin = '_count' | '_sum';
+
+interface Row {
+  key: JsonValue;
+  value: JsonValue;
+  id: string;
+}
+
+export interface ViewQuery {
+  group: boolean;
+  groupLevel: number | undefined;
+  startkey?: JsonValue;
+  endkey?: JsonValue;
+  key?: JsonValue;
+  inclusiveEnd: boolean;
+  descending: boolean;
+  limit: number | undefined;
+  skip: number;
+}
+
+const CHANGES_BATCH = 2000;
+/** Above this many changed documents in one read, re-sorting beats inserting row by row. */
+const RESORT_THRESHOLD = 500;
+const MAX_INDEXES = 64;
+const ANSWERED_PARAMS = new Set(['reduce', 'group', 'group_level', 'key', 'startkey', 'start_key', 'endkey', 'end_key', 'inclusive_end', 'descending', 'limit', 'skip']);
+
+/** The query, when every parameter is one this index answers exactly as the engine would; else null. */
+export function parseViewQuery(search: URLSearchParams): ViewQuery | null {
+  const one: Record<string, string> = {};
+  for (const name of new Set(search.keys())) {
+    if (!ANSWERED_PARAMS.has(name)) return null;
+    const values = search.getAll(name);
+    if (values.length !== 1) return null;
+    one[name] = values[0]!;
+  }
+  const bool = (name: string, dflt: boolean): boolean | null => {
+    const v = one[name];
+    if (v === undefined) return dflt;
+    return v === 'true' ? true : v === 'false' ? false : null;
+  };
+  const int = (name: string): number | undefined | null => {
+    const v = one[name];
+    if (v === undefined) return undefined;
+    return /^\d{1,9}$/.test(v) ? Number(v) : null;
+  };
+  const json = (name: string): { v?: JsonValue } | null => {
+    const v = one[name];
+    if (v === undefined) return {};
+    try {
+      return { v: JSON.parse(v) as JsonValue };
+    } catch {
+      return null;
+    }
+  };
+  const reduce = bool('reduce', true);
+  const group = bool('group', false);
+  const inclusiveEnd = bool('inclusive_end', true);
+  const descending = bool('descending', false);
+  const groupLevel = int('group_level');
+  const limit = int('limit');
+  const skip = int('skip');
+  if (reduce !== true || group === null || inclusiveEnd === null || descending === null) return null;
+  if (groupLevel === null || limit === null || skip === null) return null;
+  // group together with group_level, or key together with a range: leave the engine's own rules to it.
+  if ('group' in one && groupLevel !== undefined) return null;
+  if ('startkey' in one && 'start_key' in one) return null;
+  if ('endkey' in one && 'end_key' in one) return null;
+  const startkey = json('startkey' in one ? 'startkey' : 'start_key');
+  const endkey = json('endkey' in one ? 'endkey' : 'end_key');
+  const key = json('key');
+  if (!startkey || !endkey || !key) return null;
+  if ('key' in key && ('v' in startkey || 'v' in endkey)) return null;
+  const q: ViewQuery = { group, groupLevel, inclusiveEnd, descending, limit, skip: skip ?? 0 };
+  if ('v' in startkey) q.startkey = startkey.v;
+  if ('v' in endkey) q.endkey = endkey.v;
+  if ('v' in key) q.key = key.v;
+  // An empty range is an error on the engine (and CouchDB); it words that answer itself.
+  if (q.startkey !== undefined && q.endkey !== undefined && collate(q.startkey, q.endkey) * (descending ? -1 : 1) > 0) return null;
+  return q;
+}
+
+function compareRows(a: Row, b: Row): number {
+  return collate(a.key, b.key) || (a.id === b.id ? 0 : a.id > b.id ? 1 : -1) || collate(a.value, b.value);
+}
+
+function isSummable(v: JsonValue): boolean {
+  return typeof v === 'number' || (Array.isArray(v) && v.every((x) => typeof x === 'number'));
+}
+
+/** The engine's `_sum`: numbers add; arrays of numbers add element-wise; a number adds to element 0. */
+function addTo(acc: number | number[], v: number | number[]): number | number[] {
+  if (typeof v === 'number') {
+    if (typeof acc === 'number') return acc + v;
+    acc[0]! += v;
+    return acc;
+  }
+  const out = typeof acc === 'number' ? [acc] : acc;
+  v.forEach((x, j) => {
+    if (out[j] === undefined) out.push(x);
+    else out[j]! += x;
+  });
+  return out;
+}
+
+class ReduceIndex {
+  private rows: Row[] = [];
+  private readonly byDoc = new Map<string, Row[]>();
+  private seq: string | number = 0;
+  /** _sum rows whose value the builtin refuses: the engine answers with its error then. */
+  private unsummable = 0;
+  private running: Promise<void> | null = null;
+  private queued: Promise<void> | null = null;
+  /** Set when the design document changed under us: the index must be dropped. */
+  stale = false;
+
+  constructor(
+    private readonly up: Upstream,
+    private readonly adminAuth: string,
+    private readonly db: string,
+    private readonly ddocId: string,
+    readonly ddocRev: string,
+    readonly generation: number,
+    private readonly reduce: Builtin,
+    private readonly sandbox: MapSandbox,
+  ) {}
+
+  get exact(): boolean {
+    return this.unsummable === 0 && !this.stale;
+  }
+
+  /** Brings the index up to the engine's current state; a sync already running may have missed writes, so wait for a fresh one. */
+  catchUp(): Promise<void> {
+    if (!this.running) {
+      this.running = this.readChanges().finally(() => (this.running = null));
+      return this.running;
+    }
+    this.queued ??= this.running
+      .catch(() => undefined)
+      .then(() => {
+        this.queued = null;
+        return this.catchUp();
+      });
+    return this.queued;
+  }
+
+  private async readChanges(): Promise<void> {
+    for (;;) {
+      const path = `/${encodeURIComponent(this.db)}/_changes?include_docs=true&limit=${CHANGES_BATCH}&since=${encodeURIComponent(String(this.seq))}`;
+      const reply = await callEngine(this.up, 'GET', path, { authorization: this.adminAuth });
+      if (reply.status !== 200) throw new Error(`engine answered ${reply.status} to ${path.split('?')[0]}`);
+      const feed = JSON.parse(reply.body) as {
+        results: { id: string; deleted?: boolean; doc?: Record<string, unknown> & { _rev?: string } }[];
+        last_seq: string | number;
+      };
+      this.apply(feed.results);
+      if (this.stale) return;
+      this.seq = feed.last_seq;
+      if (feed.results.length < CHANGES_BATCH) return;
+    }
+  }
+
+  private apply(results: { id: string; deleted?: boolean; doc?: Record<string, unknown> & { _rev?: string } }[]): void {
+    const mapped: { id: string; doc: string }[] = [];
+    const changed = new Set<string>();
+    for (const change of results) {
+      if (change.id === this.ddocId && change.doc?._rev !== this.ddocRev) {
+        this.stale = true;
+        return;
+      }
+      changed.add(change.id);
+      // Design documents are not indexed; deleted documents only lose their rows.
+      if (!change.deleted && change.doc && !change.id.startsWith('_design/')) mapped.push({ id: change.id, doc: JSON.stringify(change.doc) });
+    }
+    const emitted = this.sandbox.run(mapped.map((m) => m.doc));
+    const fresh = new Map<string, Row[]>();
+    mapped.forEach((m, i) => {
+      fresh.set(
+        m.id,
+        emitted[i]!.map((text) => {
+          const [key, value] = JSON.parse(text) as [JsonValue, JsonValue];
+          return { key, value, id: m.id };
+        }),
+      );
+    });
+    if (changed.size > RESORT_THRESHOLD) {
+      this.rows = this.rows.filter((r) => !changed.has(r.id));
+      for (const id of changed) this.forget(this.byDoc.get(id) ?? [], false);
+      for (const [id, rows] of fresh) this.remember(id, rows, false);
+      this.rows.sort(compareRows);
+    } else {
+      for (const id of changed) this.forget(this.byDoc.get(id) ?? [], true);
+      for (const [id, rows] of fresh) this.remember(id, rows, true);
+    }
+    for (const id of changed) if (!fresh.has(id)) this.byDoc.delete(id);
+  }
+
+  private forget(rows: Row[], splice: boolean): void {
+    for (const row of rows) {
+      if (this.reduce === '_sum' && !isSummable(row.value)) this.unsummable--;
+      if (splice) this.rows.splice(this.lowerBound(row, compareRows), 1);
+    }
+  }
+
+  private remember(id: string, rows: Row[], splice: boolean): void {
+    this.byDoc.set(id, rows);
+    for (const row of rows) {
+      if (this.reduce === '_sum' && !isSummable(row.value)) this.unsummable++;
+      if (splice) this.rows.splice(this.lowerBound(row, compareRows), 0, row);
+      else this.rows.push(row);
+    }
+  }
+
+  /** First position whose row is not below `probe`. */
+  private lowerBound<T>(probe: T, cmp: (row: Row, probe: T) => number): number {
+    let lo = 0;
+    let hi = this.rows.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (cmp(this.rows[mid]!, probe) < 0) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  private keyLowerBound(key: JsonValue): number {
+    return this.lowerBound(key, (row, k) => collate(row.key, k));
+  }
+
+  /** First position whose key is above `key`. */
+  private keyUpperBound(key: JsonValue): number {
+    return this.lowerBound(key, (row, k) => (collate(row.key, k) <= 0 ? -1 : 1));
+  }
+
+  query(q: ViewQuery): { rows: { key: JsonValue; value: JsonValue }[] } {
+    let lo = 0;
+    let hi = this.rows.length;
+    if (q.key !== undefined) {
+      lo = this.keyLowerBound(q.key);
+      hi = this.keyUpperBound(q.key);
+    } else {
+      const low = q.descending ? q.endkey : q.startkey;
+      const high = q.descending ? q.startkey : q.endkey;
+      // The end key is the low bound when descending; inclusive_end applies to whichever it is.
+      if (low !== undefined) lo = q.descending && !q.inclusiveEnd ? this.keyUpperBound(low) : this.keyLowerBound(low);
+      if (high !== undefined) hi = !q.descending && !q.inclusiveEnd ? this.keyLowerBound(high) : this.keyUpperBound(high);
+    }
+    const level = q.groupLevel === 0 ? undefined : q.groupLevel;
+    const grouped = q.group || level !== undefined;
+    const groups: { key: JsonValue; value: number | number[] }[] = [];
+    const visit = (row: Row) => {
+      let key: JsonValue = null;
+      if (grouped) key = Array.isArray(row.key) && level !== undefined ? row.key.slice(0, level) : row.key;
+      let last = groups[groups.length - 1];
+      if (!last || collate(last.key, key) !== 0) {
+        last = { key, value: 0 };
+        groups.push(last);
+      }
+      last.value = this.reduce === '_count' ? (last.value as number) + 1 : addTo(last.value, row.value as number | number[]);
+    };
+    if (q.descending) for (let i = hi - 1; i >= lo; i--) visit(this.rows[i]!);
+    else for (let i = lo; i < hi; i++) visit(this.rows[i]!);
+    const end = q.limit === undefined ? undefined : q.skip + q.limit;
+    return { rows: groups.slice(q.skip, end).map((g) => ({ key: g.key, value: g.value })) };
+  }
+}
+
+interface DesignDoc {
+  _id: string;
+  _rev: string;
+  language?: string;
+  options?: unknown;
+  views?: Record<string, { map?: unknown; reduce?: unknown }>;
+}
+
+/** A view whose index could not be built: the engine answers it for a while (or until the design doc changes). */
+interface Failed {
+  failedRev: string;
+  generation: number;
+  until: number;
+}
+
+const RETRY_FAILED_MS = 60_000;
+
+/** Every stored-reduction index of the server, keyed by database, design document and view. */
+export class StoredReductions {
+  private readonly indexes = new Map<string, ReduceIndex | Failed>();
+
+  constructor(
+    private readonly up: Upstream,
+    private readonly adminAuth: string,
+    private readonly generation: () => number,
+    private readonly log: Logger,
+  ) {}
+
+  /** A database was created or deleted through the front: its indexes describe nothing any more. */
+  forgetDb(db: string): void {
+    for (const key of this.indexes.keys()) if (key.startsWith(`${db}\u0000`)) this.indexes.delete(key);
+  }
+
+  /**
+   * The reduced answer to a view query, or null when the engine must answer it. The caller's own
+   * credentials read the design document, so access control stays the engine's.
+   */
+  async answer(db: string, ddocName: string, view: string, search: URLSearchParams, identity: Record<string, string>): Promise<unknown | null> {
+    const q = parseViewQuery(search);
+    if (!q) return null;
+    const ddocId = `_design/${ddocName}`;
+    const reply = await callEngine(this.up, 'GET', `/${encodeURIComponent(db)}/_design/${encodeURIComponent(ddocName)}`, identity);
+    if (reply.status !== 200) return null;
+    const ddoc = JSON.parse(reply.body) as DesignDoc;
+    const def = ddoc.views?.[view];
+    const reduce = typeof def?.reduce === 'string' ? def.reduce.trim() : undefined;
+    if (!def || typeof def.map !== 'string' || (reduce !== '_count' && reduce !== '_sum')) return null;
+    if ((ddoc.language ?? 'javascript') !== 'javascript' || ddoc.options !== undefined) return null;
+
+    const key = `${db}\u0000${ddocName}\u0000${view}`;
+    const generation = this.generation();
+    let entry = this.indexes.get(key);
+    const expired = entry !== undefined && 'failedRev' in entry && entry.until < Date.now();
+    if (entry && (expired || ('failedRev' in entry ? entry.failedRev : entry.ddocRev) !== ddoc._rev || entry.generation !== generation)) {
+      this.indexes.delete(key);
+      entry = undefined;
+    }
+    if (entry && 'failedRev' in entry) return null;
+    let index = entry;
+    if (!index) {
+      let sandbox: MapSandbox;
+      try {
+        sandbox = new MapSandbox(def.map);
+      } catch (err) {
+        this.indexes.set(key, { failedRev: ddoc._rev, generation, until: Date.now() + RETRY_FAILED_MS });
+        this.log.warn({ db, view: `${ddocId}/${view}`, err: String(err) }, 'map function not usable for stored reductions; the engine answers');
+        return null;
+      }
+      index = new ReduceIndex(this.up, this.adminAuth, db, ddocId, ddoc._rev, generation, reduce, sandbox);
+      if (this.indexes.size >= MAX_INDEXES) this.indexes.delete(this.indexes.keys().next().value!);
+      this.indexes.set(key, index);
+    }
+    try {
+      await index.catchUp();
+    } catch (err) {
+      if (this.indexes.get(key) === index) this.indexes.set(key, { failedRev: ddoc._rev, generation, until: Date.now() + RETRY_FAILED_MS });
+      this.log.warn({ db, view: `${ddocId}/${view}`, err: String(err) }, 'stored reduction failed; the engine answers');
+      return null;
+    }
+    if (index.stale) {
+      if (this.indexes.get(key) === index) this.indexes.delete(key);
+      return null;
+    }
+    if (!index.exact) return null;
+    // Keep recently used indexes last so that eviction takes the least recently used.
+    this.indexes.delete(key);
+    this.indexes.set(key, index);
+    return index.query(q);
+  }
+}

@@ -1,0 +1,124 @@
+/**
+ * The autopilot (`submit slurm --auto`): each round counts claimable and active tokens in the pool and
+ * this pool's queued and running pilots (submission records + squeue), and submits enough pilots that
+ * every claimable token has one, at most --max-queued waiting. It keeps no state of its own, so it
+ * can be restarted at any time or run one round at a time (--once) from crontab or scrontab.
+ */
+import type { Pool } from '../../server/client.js';
+import { withDb } from '../../server/db-errors.js';
+import { TOKENPOOL_DDOC } from '../../server/design.js';
+import { activeSubmissionStates, type Submission } from '../../server/submissions.js';
+import { nowSeconds } from '../../server/token.js';
+import { printLine } from '../output.js';
+
+export interface Demand {
+  /** Tokens an agent could claim now (todo, or with an expired lease), counted up to a cap */
+  claimable: number;
+  /** Tokens with a lease (being worked on, or expired and about to be reclaimed) */
+  active: number;
+}
+
+/** Reads the two agent views with a limit: cheap on a large pool. */
+export async function poolDemand(pool: Pool, cap: number): Promise<Demand> {
+  const now = nowSeconds();
+  const [todo, expired, leases] = await withDb(pool, 'count claimable tokens', () =>
+    Promise.all([
+      pool.db.view(TOKENPOOL_DDOC, 'claimable', { limit: cap }),
+      pool.db.view(TOKENPOOL_DDOC, 'leases', { endkey: now, limit: cap }),
+      pool.db.view(TOKENPOOL_DDOC, 'leases', { limit: 0 }),
+    ]),
+  );
+  return { claimable: Math.min(cap, todo.rows.length + expired.rows.length), active: leases.total_rows };
+}
+
+export interface Pilots {
+  queued: number;
+  running: number;
+}
+
+/** Each running pilot will take one claimable token next; the rest need a queued pilot each, up to maxQueued. */
+export function pilotsToSubmit(demand: Demand, pilots: Pilots, maxQueued: number): number {
+  const wanted = Math.min(maxQueued, Math.max(0, demand.claimable - pilots.running));
+  return Math.max(0, wanted - pilots.queued);
+}
+
+export interface AutopilotOptions {
+  pool: Pool;
+  maxQueued: number;
+  intervalS: number;
+  once: boolean;
+  json?: boolean;
+  /** Submits `count` pilots; null in a dry run. */
+  submit: (count: number) => Promise<Submission | null>;
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface Round {
+  time: number;
+  claimable: number;
+  active: number;
+  queued: number;
+  running: number;
+  submitted: number;
+  job_id: string | null;
+  drained: boolean;
+}
+
+/** One round: look, maybe submit. */
+export async function autopilotRound(opts: AutopilotOptions): Promise<Round> {
+  const states = await activeSubmissionStates(opts.pool, { env: opts.env });
+  const pilots = { queued: 0, running: 0 };
+  for (const { submission, counts } of states) {
+    if (submission.backend !== 'slurm') continue;
+    pilots.queued += counts.queued;
+    pilots.running += counts.running;
+  }
+  const demand = await poolDemand(opts.pool, opts.maxQueued + pilots.running + 1);
+  const drained = demand.claimable === 0 && demand.active === 0;
+  const count = drained ? 0 : pilotsToSubmit(demand, pilots, opts.maxQueued);
+  const record = count > 0 ? await opts.submit(count) : null;
+  return { time: nowSeconds(), ...demand, ...pilots, submitted: count, job_id: record?.job_ids[0] ?? null, drained };
+}
+
+/** Rounds until the pool is drained (no claimable and no active tokens), a signal, or one round with `once`. */
+export async function runAutopilot(opts: AutopilotOptions): Promise<void> {
+  const controller = new AbortController();
+  const stop = () => controller.abort();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  try {
+    for (;;) {
+      const round = await autopilotRound(opts);
+      report(round, opts.json);
+      if (round.drained || opts.once || controller.signal.aborted) return;
+      await sleep(opts.intervalS * 1000, controller.signal);
+      if (controller.signal.aborted) return;
+    }
+  } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+  }
+}
+
+function report(r: Round, json: boolean | undefined): void {
+  if (json) {
+    process.stdout.write(JSON.stringify(r) + '\n');
+    return;
+  }
+  const what = r.drained
+    ? 'pool drained: nothing claimable or running; stopping'
+    : r.submitted > 0
+      ? `submitted ${r.submitted} pilot${r.submitted === 1 ? '' : 's'}${r.job_id ? ` (array job ${r.job_id})` : ' (dry run)'}`
+      : 'enough pilots';
+  printLine(`${new Date(r.time * 1000).toISOString()}  claimable ${r.claimable}, active ${r.active}; pilots queued ${r.queued}, running ${r.running}: ${what}`);
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener('abort', () => {
+      clearTimeout(timer);
+      resolve();
+    }, { once: true });
+  });
+}

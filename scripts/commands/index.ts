@@ -4,6 +4,8 @@ import { statusCommand } from './status.js';
 import { failuresCommand } from './failures.js';
 import { serverCommand } from './server.js';
 import { agentCommand } from './agent.js';
+import { submitCommand } from './submit.js';
+import { pilotsCommand } from './pilots.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [statusCommand, failuresCommand, serverCommand, agentCommand];
+export const commands: CommandModule<any, any>[] = [statusCommand, failuresCommand, serverCommand, agentCommand, submitCommand, pilotsCommand];

@@ -1,0 +1,119 @@
+/**
+ * adler32 as the grid records it (8 lower-case hex digits), fast enough to run while streaming.
+ *
+ * The byte loop a += x; b += a is one long dependency chain; instead we read 32-bit little-endian
+ * words and sum byte lanes two at a time inside a 32-bit integer (SWAR). Per block of BLOCK_WORDS
+ * words, b grows by n·a₀ + Σ(n−j)·xⱼ: the weighted part is 4·Σ(running lane sums) minus the
+ * in-word offsets 1·x₁ + 2·x₂ + 3·x₃. Lanes are 16 bits wide, so a block stays short enough that
+ * no lane overflows; the modulo is deferred over many blocks (zlib's NMAX idea) while a and b stay
+ * below 2³¹ so V8 keeps them small integers.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+
+const BASE = 65521;
+/** Running lane sums reach 510·n(n+1)/2: 15 words keep them below 2¹⁶. */
+const BLOCK_WORDS = 15;
+/** Blocks between reductions: a < 2¹⁶ + 1920·255 and b < 2³¹ at the end of a run. */
+const BLOCKS_PER_REDUCTION = 32;
+const LITTLE_ENDIAN = os.endianness() === 'LE';
+
+export const ADLER32_INITIAL = 1;
+
+/** Adds `buf` to a running adler32 (start with ADLER32_INITIAL). */
+export function adler32Update(adler: number, buf: Uint8Array): number {
+  if (!LITTLE_ENDIAN) return adler32Bytewise(adler, buf);
+  let a = adler & 0xffff;
+  let b = adler >>> 16;
+  const len = buf.length;
+  let i = 0;
+  // Bytes before the first 4-byte boundary go one by one (at most 3).
+  const head = Math.min(len, (4 - (buf.byteOffset & 3)) & 3);
+  for (; i < head; i++) {
+    a += buf[i]!;
+    b += a;
+  }
+  const words = (len - i) >>> 2;
+  if (words > 0) {
+    const u32 = new Uint32Array(buf.buffer, buf.byteOffset + i, words);
+    let w = 0;
+    while (w < words) {
+      const runEnd = Math.min(w + BLOCK_WORDS * BLOCKS_PER_REDUCTION, words);
+      while (w < runEnd) {
+        const end = Math.min(w + BLOCK_WORDS, runEnd);
+        const n = end - w;
+        let cum = 0;
+        let tot = 0;
+        let l02 = 0;
+        let l13 = 0;
+        for (; w < end; w++) {
+          const x = u32[w]!;
+          const lo = x & 0x00ff00ff;
+          const hi = (x >>> 8) & 0x00ff00ff;
+          l02 += lo;
+          l13 += hi;
+          cum += lo + hi;
+          tot += cum;
+        }
+        const s0 = l02 & 0xffff;
+        const s2 = l02 >>> 16;
+        const s1 = l13 & 0xffff;
+        const s3 = l13 >>> 16;
+        b += 4 * n * a + 4 * ((tot & 0xffff) + (tot >>> 16)) - (s1 + 2 * s2 + 3 * s3);
+        a += s0 + s1 + s2 + s3;
+      }
+      a %= BASE;
+      b %= BASE;
+    }
+    i += words * 4;
+  }
+  for (; i < len; i++) {
+    a += buf[i]!;
+    b += a;
+  }
+  a %= BASE;
+  b %= BASE;
+  return ((b << 16) | a) >>> 0;
+}
+
+/** The plain definition, for big-endian hosts; reduces every 3800 bytes so that b stays below 2³¹. */
+function adler32Bytewise(adler: number, buf: Uint8Array): number {
+  let a = adler & 0xffff;
+  let b = adler >>> 16;
+  for (let i = 0; i < buf.length; i++) {
+    a += buf[i]!;
+    b += a;
+    if (i % 3800 === 3799) {
+      a %= BASE;
+      b %= BASE;
+    }
+  }
+  return (((b % BASE) << 16) | (a % BASE)) >>> 0;
+}
+
+export function adler32Hex(adler: number): string {
+  return adler.toString(16).padStart(8, '0');
+}
+
+/** A streaming adler32 with a byte count: feed chunks, read `hex` and `size` at the end. */
+export class Adler32 {
+  private value = ADLER32_INITIAL;
+  size = 0;
+
+  update(chunk: Uint8Array): void {
+    this.value = adler32Update(this.value, chunk);
+    this.size += chunk.length;
+  }
+
+  get hex(): string {
+    return adler32Hex(this.value);
+  }
+}
+
+/** adler32 and size of a file, read in large chunks. */
+export async function adler32File(file: string): Promise<{ adler32: string; size: number }> {
+  const sum = new Adler32();
+  const stream = fs.createReadStream(file, { highWaterMark: 4 << 20 });
+  for await (const chunk of stream) sum.update(chunk as Buffer);
+  return { adler32: sum.hex, size: sum.size };
+}

@@ -1,0 +1,183 @@
+/**
+ * http(s):// and dav(s):// with Node's own client: streaming GET into a file and PUT from a file,
+ * adler32 computed on the bytes as they pass, MKCOL for missing parent collections, HEAD (or
+ * PROPFIND) for the size. For https the grid proxy can be the client certificate.
+ */
+import fs from 'node:fs';
+import http, { type IncomingMessage } from 'node:http';
+import https from 'node:https';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { Adler32 } from '../adler32.js';
+import { TransferError, type Transfer, type Transferred } from './types.js';
+
+const CHUNK = 4 << 20;
+const MAX_REDIRECTS = 5;
+
+/** TLS material for https: a client certificate (the proxy) and extra trusted CAs (X509_CERT_DIR). */
+export interface TlsMaterial {
+  cert?: string;
+  key?: string;
+  ca?: string[];
+}
+
+export function httpTransfer(tls: () => TlsMaterial = () => ({})): Transfer {
+  const send = (method: string, url: URL, signal: AbortSignal, headers: Record<string, string | number> = {}, body?: Readable) =>
+    request(method, url, signal, headers, body, url.protocol === 'https:' ? tls() : undefined);
+
+  return {
+    async download(url, dest, { signal }) {
+      let target = webUrl(url);
+      for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
+        const res = await send('GET', target, signal);
+        const location = redirectTarget(res, target);
+        if (location) {
+          target = location;
+          continue;
+        }
+        if (res.statusCode !== 200) throw statusError(url, res);
+        const expected = res.headers['content-length'] === undefined ? undefined : Number(res.headers['content-length']);
+        const sum = new Adler32();
+        await pipeline(res, tap(sum), fs.createWriteStream(dest, { highWaterMark: CHUNK }), { signal });
+        if (expected !== undefined && sum.size !== expected) {
+          throw new TransferError(url, `connection ended after ${sum.size} of ${expected} bytes`, true);
+        }
+        return { size: sum.size, adler32: sum.hex };
+      }
+      throw new TransferError(url, `more than ${MAX_REDIRECTS} redirects`, false);
+    },
+
+    async upload(src, url, { signal }) {
+      let target = webUrl(url);
+      const size = fs.statSync(src).size;
+      const put = async (to: URL): Promise<{ res: IncomingMessage; sum: Adler32 }> => {
+        const sum = new Adler32();
+        const body = fs.createReadStream(src, { highWaterMark: CHUNK });
+        const res = await send('PUT', to, signal, { 'Content-Length': size, 'Content-Type': 'application/octet-stream' }, tapStream(body, sum));
+        return { res, sum };
+      };
+      let attempt = await put(target);
+      for (let hop = 0; hop < MAX_REDIRECTS; hop++) {
+        const location = redirectTarget(attempt.res, target);
+        if (location) {
+          // dCache's doors redirect a PUT to the pool that will store the file.
+          target = location;
+          attempt = await put(target);
+        } else if (attempt.res.statusCode === 409 && hop === 0) {
+          // 409 Conflict on PUT: a parent collection is missing (servers without auto-create).
+          attempt.res.resume();
+          await makeParents(target, (m, u) => send(m, u, signal));
+          attempt = await put(target);
+        } else break;
+      }
+      const { res, sum } = attempt;
+      if (res.statusCode !== 200 && res.statusCode !== 201 && res.statusCode !== 204) throw statusError(url, res);
+      res.resume();
+      if (sum.size !== size) throw new TransferError(url, `sent ${sum.size} of ${size} bytes`, true);
+      return { size: sum.size, adler32: sum.hex } satisfies Transferred;
+    },
+
+    async stat(url, { signal }) {
+      const target = webUrl(url);
+      const head = await send('HEAD', target, signal);
+      head.resume();
+      if (head.statusCode === 404 || head.statusCode === 410) return null;
+      if (head.statusCode === 200 && head.headers['content-length'] !== undefined) return { size: Number(head.headers['content-length']) };
+      if (head.statusCode !== 405 && head.statusCode !== 501 && head.statusCode !== 200) throw statusError(url, head);
+      // Some WebDAV servers answer HEAD without a length (or not at all): ask PROPFIND.
+      const res = await send('PROPFIND', target, signal, { Depth: 0, 'Content-Type': 'application/xml' });
+      const body = await readBody(res);
+      if (res.statusCode === 404) return null;
+      if (res.statusCode !== 207) throw statusError(url, res);
+      const m = /<(?:[\w-]+:)?getcontentlength[^>]*>\s*(\d+)\s*</i.exec(body);
+      if (!m) throw new TransferError(url, 'PROPFIND answer gives no size', false);
+      return { size: Number(m[1]) };
+    },
+  };
+}
+
+/** dav:// and davs:// are http and https with WebDAV methods (gfal's naming). */
+export function webUrl(url: string): URL {
+  const u = new URL(url);
+  if (u.protocol === 'dav:') u.protocol = 'http:';
+  else if (u.protocol === 'davs:') u.protocol = 'https:';
+  return u;
+}
+
+function request(
+  method: string,
+  url: URL,
+  signal: AbortSignal,
+  headers: Record<string, string | number>,
+  body: Readable | undefined,
+  tls: TlsMaterial | undefined,
+): Promise<IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    const auth = url.username ? { Authorization: 'Basic ' + Buffer.from(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`).toString('base64') } : {};
+    const options = { method, headers: { ...headers, ...auth }, signal, ...(tls ?? {}) };
+    const target = new URL(url);
+    target.username = '';
+    target.password = '';
+    const req = (url.protocol === 'https:' ? https : http).request(target, options);
+    let answered = false;
+    req.on('response', (res) => {
+      answered = true;
+      resolve(res);
+    });
+    req.on('error', reject);
+    if (!body) {
+      req.end();
+      return;
+    }
+    pipeline(body, req).catch((err: unknown) => {
+      // A server may answer (e.g. 409) before reading the body; the answer is what counts.
+      if (!answered) reject(err);
+    });
+  });
+}
+
+function redirectTarget(res: IncomingMessage, from: URL): URL | null {
+  if (![301, 302, 303, 307, 308].includes(res.statusCode ?? 0) || !res.headers.location) return null;
+  res.resume();
+  return new URL(res.headers.location, from);
+}
+
+function statusError(url: string, res: IncomingMessage): TransferError {
+  res.resume();
+  const code = res.statusCode ?? 0;
+  const text = `${code} ${res.statusMessage ?? http.STATUS_CODES[code] ?? ''}`.trim();
+  if (code === 401 || code === 403) return new TransferError(url, `${text} (check the grid proxy or credentials)`, false);
+  const retryable = code >= 500 || code === 408 || code === 429;
+  return new TransferError(url, text, retryable);
+}
+
+async function makeParents(target: URL, send: (method: string, url: URL) => Promise<IncomingMessage>): Promise<void> {
+  const parts = target.pathname.split('/').filter(Boolean).slice(0, -1);
+  for (let i = 1; i <= parts.length; i++) {
+    const dir = new URL(target);
+    dir.pathname = '/' + parts.slice(0, i).join('/') + '/';
+    const res = await send('MKCOL', dir);
+    res.resume();
+    // 201 created, 405 exists; anything else will show in the PUT that follows.
+  }
+}
+
+function tap(sum: Adler32) {
+  return async function* (chunks: AsyncIterable<Buffer>) {
+    for await (const chunk of chunks) {
+      sum.update(chunk);
+      yield chunk;
+    }
+  };
+}
+
+function tapStream(src: Readable, sum: Adler32): Readable {
+  src.on('data', (chunk: Buffer) => sum.update(chunk));
+  return src;
+}
+
+async function readBody(res: IncomingMessage): Promise<string> {
+  let text = '';
+  for await (const chunk of res) text += chunk.toString();
+  return text;
+}

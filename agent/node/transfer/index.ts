@@ -1,0 +1,91 @@
+/** Picks the transfer for a URL by its scheme and runs it with a per-file timeout and retries. */
+import type { Logger } from '../../../server/log.js';
+import { redactUrl } from '../../../server/redact.js';
+import { fileTransfer } from './file.js';
+import { gfalTransfer } from './gfal.js';
+import { httpTransfer, type TlsMaterial } from './http.js';
+import { describeError, TransferError, type Transfer } from './types.js';
+
+export { TransferError } from './types.js';
+export type { Transfer, Transferred } from './types.js';
+
+export type TransferTool = 'auto' | 'builtin' | 'gfal';
+
+/** Schemes only gfal2 speaks here (and that need a grid proxy). */
+export const GRID_SCHEMES = ['srm:', 'gsiftp:', 'root:', 'xroot:'];
+const BUILTIN_SCHEMES = ['file:', 'http:', 'https:', 'dav:', 'davs:'];
+
+export interface TransferConfig {
+  tool: TransferTool;
+  timeoutS: number;
+  retries: number;
+  retryDelayS: number;
+  env: NodeJS.ProcessEnv;
+  tls: () => TlsMaterial;
+}
+
+export class Transfers {
+  private readonly builtinHttp: Transfer;
+  private readonly gfal: Transfer;
+
+  constructor(
+    private readonly config: TransferConfig,
+    private readonly log: Logger,
+  ) {
+    this.builtinHttp = httpTransfer(config.tls);
+    this.gfal = gfalTransfer({ timeoutS: config.timeoutS, env: config.env });
+  }
+
+  /** The implementation for a URL; throws a TransferError for a scheme nobody speaks. */
+  for(url: string): Transfer {
+    const scheme = schemeOf(url);
+    if (scheme === 'file:') return fileTransfer;
+    if (this.config.tool === 'gfal' || GRID_SCHEMES.includes(scheme)) return this.gfal;
+    if (BUILTIN_SCHEMES.includes(scheme)) return this.builtinHttp;
+    if (this.config.tool === 'builtin') throw new TransferError(url, `unsupported URL scheme "${scheme}" (built-in client: file, http(s), dav(s))`, false);
+    return this.gfal;
+  }
+
+  /**
+   * Runs `op` with a fresh per-file timeout per attempt, retrying retryable failures with
+   * exponential backoff. The final error names the URL, the cause and how many attempts were made.
+   */
+  async withRetries<T>(what: string, url: string, signal: AbortSignal, op: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const attempts = this.config.retries + 1;
+    for (let attempt = 1; ; attempt++) {
+      const perTry = AbortSignal.any([signal, AbortSignal.timeout(this.config.timeoutS * 1000)]);
+      try {
+        return await op(perTry);
+      } catch (err) {
+        if (signal.aborted) throw signal.reason ?? err;
+        const { text, retryable } = describeError(perTry.aborted ? perTry.reason : err, this.config.timeoutS);
+        if (!retryable || attempt >= attempts) {
+          const tries = attempt > 1 ? ` (after ${attempt} attempts)` : '';
+          throw new TransferError(url, `${text}${tries}`, retryable);
+        }
+        const delayS = this.config.retryDelayS * 2 ** (attempt - 1) * (0.75 + Math.random() * 0.5);
+        this.log.warn({ url: redactUrl(url), attempt, cause: text, retryInS: Math.round(delayS * 10) / 10 }, `${what} failed, retrying`);
+        await sleep(delayS * 1000, signal);
+      }
+    }
+  }
+}
+
+export function schemeOf(url: string): string {
+  const m = /^([a-z][a-z0-9+.-]*:)/i.exec(url);
+  return m ? m[1]!.toLowerCase() : 'file:';
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(timer);
+        reject(signal.reason);
+      },
+      { once: true },
+    );
+  });
+}

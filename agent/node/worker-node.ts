@@ -1,0 +1,182 @@
+/**
+ * The worker node around a step: software image (CVMFS, node cache, runtime), grid proxy,
+ * stage-in and stage-out. The agent (agent/) drives it through the WorkerNode interface.
+ */
+import type { Logger } from '../../server/log.js';
+import { TokenpoolError } from '../../server/errors.js';
+import { EXIT, type OutputFile, type Token } from '../../server/token.js';
+import { PhaseError, type PhaseContext, type WorkerNode } from '../phases.js';
+import { cachedImage, type CachedImage } from './image-cache.js';
+import { locateImage, type Image } from './image.js';
+import { checkProxy, ProxyError, proxyPath, type ProxyInfo } from './proxy.js';
+import { templateProblems } from './results-location.js';
+import { chooseRuntime, wrapCommand, type Runtime, type RuntimeChoice } from './runtime.js';
+import { stageIn } from './stage-in.js';
+import { stageOut } from './stage-out.js';
+import { gridTls } from './tls.js';
+import { GRID_SCHEMES, schemeOf, Transfers, type TransferTool } from './transfer/index.js';
+
+export type ProxyRequirement = 'auto' | 'yes' | 'no';
+
+export interface WorkerNodeConfig {
+  image?: string;
+  runtime: RuntimeChoice;
+  cvmfsRoot?: string;
+  cvmfsTimeoutS: number;
+  initScript?: string;
+  binds: string[];
+  imageCache?: string;
+  imageCacheBytes: number;
+  requireProxy: ProxyRequirement;
+  /** Unset: 1 h, or the token's time limit when it has one */
+  minProxyLifetimeS?: number;
+  results?: string;
+  resultsBase?: string;
+  resultsGzip: boolean;
+  localResults: string;
+  transferTool: TransferTool;
+  transferTimeoutS: number;
+  transferRetries: number;
+  retryDelayS: number;
+  parallelTransfers: number;
+  env: NodeJS.ProcessEnv;
+}
+
+/** URL schemes whose storage needs a grid proxy (davs:// is the grid's WebDAV door). */
+const PROXY_SCHEMES = [...GRID_SCHEMES, 'davs:'];
+const DEFAULT_MIN_PROXY_S = 3600;
+
+interface Software {
+  image: Image | null;
+  cached: CachedImage | null;
+  runtime: Runtime;
+}
+
+export class GridWorkerNode implements WorkerNode {
+  private readonly transfers: Transfers;
+  /** The agent's --image, resolved at preflight */
+  private agentSoftware: Software | null = null;
+  /** Per-token software resolved at stage-in, by scratch directory (wrapCommand is synchronous) */
+  private readonly tokenSoftware = new Map<string, Software>();
+  private proxy: ProxyInfo | null = null;
+
+  constructor(
+    private readonly config: WorkerNodeConfig,
+    private readonly log: Logger,
+  ) {
+    this.transfers = new Transfers(
+      {
+        tool: config.transferTool,
+        timeoutS: config.transferTimeoutS,
+        retries: config.transferRetries,
+        retryDelayS: config.retryDelayS,
+        env: config.env,
+        tls: gridTls(() => proxyPath(config.env), config.env),
+      },
+      log,
+    );
+  }
+
+  async preflight(): Promise<void> {
+    if (this.config.results) {
+      const problems = templateProblems(this.config.results, this.config.resultsBase);
+      if (problems.length > 0) throw new TokenpoolError(`--results ${this.config.results}: ${problems.join('; ')}`);
+    }
+    const agentNeedsProxy = this.config.results !== undefined && needsProxy([this.config.results]);
+    if (this.config.requireProxy === 'yes' || (this.config.requireProxy === 'auto' && agentNeedsProxy)) {
+      this.proxy = checkProxy(proxyPath(this.config.env), this.config.minProxyLifetimeS ?? DEFAULT_MIN_PROXY_S);
+    }
+    if (this.config.image && !this.agentSoftware) this.agentSoftware = await this.resolveSoftware(this.config.image);
+  }
+
+  async stageIn(ctx: PhaseContext): Promise<void> {
+    const t = ctx.token;
+    const urls = t.input.map((i) => i.url);
+    const results = t.results ?? this.config.results;
+    if (results) urls.push(results);
+    if (this.config.requireProxy !== 'no' && needsProxy(urls)) this.checkProxyFor(t, ctx);
+    const software = t.image && t.image !== this.config.image ? await this.resolveSoftware(t.image) : await this.defaultSoftware();
+    this.remember(ctx.scratchDir, software);
+    if (software.image) ctx.env.TOKENPOOL_IMAGE = software.cached?.path ?? software.image.path;
+    await stageIn(ctx, { transfers: this.transfers, parallel: this.config.parallelTransfers });
+  }
+
+  wrapCommand(ctx: PhaseContext, command: string): { file: string; args: string[] } {
+    const software = this.tokenSoftware.get(ctx.scratchDir) ?? this.agentSoftware;
+    if (!software && (ctx.token.image ?? this.config.image)) {
+      throw new PhaseError(`image not found: ${ctx.token.image ?? this.config.image}`, EXIT.imageNotFound, true, 'the image was not resolved before the step (stage-in did not run)');
+    }
+    const runImage = software?.image ? { path: software.cached?.path ?? software.image.path, kind: software.image.kind } : null;
+    return wrapCommand(software?.runtime ?? 'none', runImage, command, {
+      scratchDir: ctx.scratchDir,
+      binds: this.config.binds,
+      initScript: this.config.initScript,
+    });
+  }
+
+  async stageOut(ctx: PhaseContext): Promise<OutputFile[]> {
+    return stageOut(ctx, {
+      transfers: this.transfers,
+      results: this.config.results,
+      resultsBase: this.config.resultsBase,
+      gzip: this.config.resultsGzip,
+      localResults: this.config.localResults,
+    });
+  }
+
+  async provenance(ctx: PhaseContext): Promise<Record<string, unknown>> {
+    const software = this.tokenSoftware.get(ctx.scratchDir) ?? this.agentSoftware;
+    const facts: Record<string, unknown> = { runtime: software?.runtime ?? 'none' };
+    if (software?.image) {
+      const { image, cached } = software;
+      facts.image = {
+        path: image.requested,
+        ...(image.path !== image.requested ? { located: image.path } : {}),
+        kind: image.kind,
+        size: cached?.meta.bytes ?? image.size,
+        mtime: new Date(image.mtimeMs).toISOString(),
+        ...(cached?.meta.adler32 ? { adler32: cached.meta.adler32 } : {}),
+        ...(cached ? { cache: { path: cached.path, how: cached.how } } : {}),
+      };
+    }
+    if (this.proxy) facts.proxy = { subject: this.proxy.subject, expires: this.proxy.notAfter.toISOString() };
+    return facts;
+  }
+
+  private async defaultSoftware(): Promise<Software> {
+    if (this.config.image) {
+      this.agentSoftware ??= await this.resolveSoftware(this.config.image);
+      return this.agentSoftware;
+    }
+    return { image: null, cached: null, runtime: chooseRuntime(this.config.runtime, null) };
+  }
+
+  private async resolveSoftware(requested: string): Promise<Software> {
+    const image = await locateImage(requested, { cvmfsRoot: this.config.cvmfsRoot, timeoutS: this.config.cvmfsTimeoutS });
+    const runtime = chooseRuntime(this.config.runtime, image);
+    const cached = this.config.imageCache ? await cachedImage(image, this.config.imageCache, this.config.imageCacheBytes, this.log) : null;
+    this.log.debug({ image: image.path, runtime, cache: cached?.how }, 'software image ready');
+    return { image, cached, runtime };
+  }
+
+  private checkProxyFor(token: Token, ctx: PhaseContext): void {
+    const min = this.config.minProxyLifetimeS ?? token.requirements.time_limit_s ?? DEFAULT_MIN_PROXY_S;
+    try {
+      this.proxy = checkProxy(proxyPath(this.config.env), min);
+    } catch (err) {
+      if (err instanceof ProxyError) throw new PhaseError('no usable grid proxy', EXIT.credentials, true, err.message);
+      throw err;
+    }
+    ctx.env.X509_USER_PROXY = this.proxy.path;
+  }
+
+  private remember(scratchDir: string, software: Software): void {
+    this.tokenSoftware.set(scratchDir, software);
+    // An agent runs tokens one after another for days: keep only the recent few.
+    while (this.tokenSoftware.size > 16) this.tokenSoftware.delete(this.tokenSoftware.keys().next().value!);
+  }
+}
+
+function needsProxy(urls: readonly string[]): boolean {
+  return urls.some((u) => PROXY_SCHEMES.includes(schemeOf(u)));
+}

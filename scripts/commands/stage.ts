@@ -1,0 +1,87 @@
+/** `tokenpool stage`: bring the inputs of tokens in status `staging` online from tape, then release them to `todo`. */
+import type { Argv, CommandModule } from 'yargs';
+import { InputError } from '../../server/errors.js';
+import { createLogger } from '../../server/log.js';
+import { parseDuration } from '../../agent/node/units.js';
+import { LtaStager, ltaCredentials } from '../../agent/tape/lta-stager.js';
+import { gfalBackend, ltaBackend, stageRound, type GroupReport, type StagingBackend } from '../../agent/tape/stager.js';
+import { printJson, printLine, table } from '../output.js';
+import { poolFromArgs, withPoolOptions, type PoolArgs } from '../pool-options.js';
+
+interface StageArgs extends PoolArgs {
+  json: boolean;
+  logLevel: string;
+  method?: 'lta' | 'gfal';
+  ltaUrl?: string;
+  ltaCredentials?: string;
+  watch: boolean;
+  interval: string;
+  deadline?: string;
+  threshold?: number;
+  pinLifetime: string;
+}
+
+export const stageCommand: CommandModule<object, StageArgs> = {
+  command: 'stage',
+  describe: 'Request the inputs of staging tokens online (LTA stager or gfal bring-online); move tokens whose files are online to todo',
+  builder: (y) =>
+    withPoolOptions(y as Argv<object>)
+      .option('method', { choices: ['lta', 'gfal'] as const, describe: 'Staging service: lta (LTA stager, needs --lta-url) or gfal (gfal-bringonline); default lta when --lta-url is set' })
+      .option('lta-url', { type: 'string', describe: 'LTA stager XML-RPC endpoint, e.g. https://webportal.astron.nl/service-public/xmlrpc (account: TOKENPOOL_LTA_USER/TOKENPOOL_LTA_PASSWORD)' })
+      .option('lta-credentials', { type: 'string', describe: 'A 0600 file with the LTA account: JSON {"user","password"} or user=/password= lines' })
+      .option('watch', { type: 'boolean', default: false, describe: 'Keep polling until no token is staging' })
+      .option('interval', { type: 'string', default: '5m', describe: 'Time between polls with --watch' })
+      .option('deadline', { type: 'string', describe: 'Give up on files not online this long after the request (e.g. 3d): their tokens become error "not staged"' })
+      .option('threshold', { type: 'number', describe: 'Percent of a request online (e.g. 95) at which the files still offline are given up on' })
+      .option('pin-lifetime', { type: 'string', default: '5d', describe: 'How long gfal bring-online asks the storage to keep files on disk' }) as unknown as Argv<StageArgs>,
+  handler: async (args) => {
+    const log = createLogger('stage', { level: args.logLevel });
+    const backend = makeBackend(args);
+    const deadlineS = args.deadline === undefined ? undefined : parseDuration(args.deadline, '--deadline');
+    if (args.threshold !== undefined && !(args.threshold > 0 && args.threshold <= 100)) throw new InputError(`--threshold ${args.threshold}: give a percentage above 0 and at most 100`);
+    const intervalS = parseDuration(args.interval, '--interval');
+    const pool = poolFromArgs(args);
+    const totals = { movedToTodo: 0, notStaged: 0 };
+    let rounds = 0;
+    for (;;) {
+      rounds++;
+      const reports = await stageRound({ pool, backend, deadlineS, thresholdPct: args.threshold, log });
+      for (const r of reports) {
+        totals.movedToTodo += r.movedToTodo;
+        totals.notStaged += r.notStaged;
+      }
+      const waiting = reports.reduce((n, r) => n + r.waiting, 0);
+      if (!args.json) printReports(reports);
+      else if (args.watch) process.stdout.write(JSON.stringify({ round: rounds, observations: reports }) + '\n');
+      if (!args.watch || waiting === 0) {
+        if (args.json && !args.watch) printJson({ observations: reports, ...totals, waiting });
+        else if (!args.json) printLine(`${totals.movedToTodo} token(s) moved to todo, ${totals.notStaged} marked "not staged", ${waiting} still staging`);
+        return;
+      }
+      await new Promise((r) => setTimeout(r, intervalS * 1000));
+    }
+  },
+};
+
+function makeBackend(args: StageArgs): StagingBackend {
+  const method = args.method ?? (args.ltaUrl ? 'lta' : 'gfal');
+  if (method === 'gfal') return gfalBackend(parseDuration(args.pinLifetime, '--pin-lifetime'), process.env);
+  if (!args.ltaUrl) throw new InputError('--method lta needs --lta-url', 'e.g. --lta-url https://webportal.astron.nl/service-public/xmlrpc');
+  if (/^[a-z]+:\/\/[^/]*@/i.test(args.ltaUrl)) {
+    throw new InputError('--lta-url must not contain a user or password', 'Give the account in TOKENPOOL_LTA_USER/TOKENPOOL_LTA_PASSWORD or --lta-credentials FILE.');
+  }
+  return ltaBackend(new LtaStager(args.ltaUrl, ltaCredentials(args.ltaCredentials)));
+}
+
+function printReports(reports: GroupReport[]): void {
+  if (reports.length === 0) {
+    printLine('no tokens are staging');
+    return;
+  }
+  printLine(
+    table([
+      ['OBSID', 'SITE', 'REQUEST', 'STATUS', 'ONLINE', 'PERCENT', 'TO TODO', 'NOT STAGED', 'WAITING'],
+      ...reports.map((r) => [r.obsid, r.site ?? '-', r.requestId ?? '-', r.status, `${r.online}/${r.files}`, `${r.percent} %`, r.movedToTodo, r.notStaged, r.waiting]),
+    ]),
+  );
+}

@@ -1,0 +1,84 @@
+/**
+ * Test grid proxies made with openssl: a CA, a user certificate signed by it, and RFC 3820 proxy
+ * certificates signed by the user (proxyCertInfo extension, subject = user DN + /CN=<number>),
+ * written the way voms-proxy-init writes them: proxy cert, proxy key, user cert; mode 0600.
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+
+export const USER_DN = '/DC=org/DC=tokenpool-test/O=LOFAR/CN=Jane Tester';
+
+export interface TestCa {
+  dir: string;
+  /** CA certificate (PEM file) */
+  caFile: string;
+  /**
+   * Writes a proxy valid from notBefore to notAfter (default: now-5 min … now+12 h) to `file`
+   * and returns its path.
+   */
+  makeProxy(file: string, opts?: { notBefore?: Date; notAfter?: Date; mode?: number }): string;
+}
+
+function openssl(args: string[], cwd: string): void {
+  execFileSync('openssl', args, { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+/** OpenSSL's -startdate/-enddate form: YYYYMMDDHHMMSSZ */
+function asn1Time(d: Date): string {
+  return d.toISOString().replace(/[-:T]/g, '').replace(/\.\d+Z$/, 'Z');
+}
+
+export function createTestCa(dir: string): TestCa {
+  fs.mkdirSync(path.join(dir, 'newcerts'), { recursive: true });
+  openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '30', '-subj', '/DC=org/DC=tokenpool-test/CN=Tokenpool Test CA'], dir);
+  openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'user.key', '-out', 'user.csr', '-subj', USER_DN], dir);
+  fs.writeFileSync(path.join(dir, 'user.ext'), 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n');
+  openssl(['x509', '-req', '-in', 'user.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'user.pem', '-days', '30', '-extfile', 'user.ext'], dir);
+  fs.writeFileSync(path.join(dir, 'index.txt'), '');
+  fs.writeFileSync(path.join(dir, 'serial'), '1000\n');
+  fs.writeFileSync(
+    path.join(dir, 'proxy-ca.cnf'),
+    `[ ca ]
+default_ca = proxyca
+[ proxyca ]
+dir = ${dir}
+database = ${dir}/index.txt
+new_certs_dir = ${dir}/newcerts
+serial = ${dir}/serial
+default_md = sha256
+policy = anything
+unique_subject = no
+email_in_dn = no
+[ anything ]
+domainComponent = optional
+organizationName = optional
+commonName = supplied
+[ proxy_ext ]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature,keyEncipherment
+proxyCertInfo = critical,language:id-ppl-inheritAll
+`,
+  );
+  let n = 0;
+  return {
+    dir,
+    caFile: path.join(dir, 'ca.pem'),
+    makeProxy(file, opts = {}) {
+      n++;
+      const notBefore = opts.notBefore ?? new Date(Date.now() - 5 * 60_000);
+      const notAfter = opts.notAfter ?? new Date(Date.now() + 12 * 3600_000);
+      const cn = String(100000 + n);
+      openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `proxy${n}.key`, '-out', `proxy${n}.csr`, '-subj', `${USER_DN}/CN=${cn}`], dir);
+      openssl(
+        ['ca', '-batch', '-config', 'proxy-ca.cnf', '-cert', 'user.pem', '-keyfile', 'user.key', '-in', `proxy${n}.csr`, '-out', `proxy${n}.pem`,
+          '-startdate', asn1Time(notBefore), '-enddate', asn1Time(notAfter), '-extensions', 'proxy_ext', '-preserveDN', '-notext'],
+        dir,
+      );
+      const pem = ['proxy' + n + '.pem', 'proxy' + n + '.key', 'user.pem'].map((f) => fs.readFileSync(path.join(dir, f), 'utf8')).join('');
+      fs.writeFileSync(file, pem, { mode: 0o600 });
+      fs.chmodSync(file, opts.mode ?? 0o600);
+      return file;
+    },
+  };
+}

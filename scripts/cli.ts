@@ -28,7 +28,8 @@ const cli = yargs(hideBin(process.argv))
   .wrap(Math.min(110, process.stdout.columns ?? 100))
   .epilog('Every option can be set by an environment variable: --db is TOKENPOOL_DB, --max-time is TOKENPOOL_MAX_TIME.')
   .fail((msg, err, y) => {
-    if (err) reportFailure(err);
+    // Rethrown so that the catch around parseAsync reports it exactly once.
+    if (err) throw err;
     else {
       y.showHelp();
       process.stderr.write(`\nerror: ${msg}\n`);

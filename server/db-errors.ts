@@ -27,10 +27,13 @@ export function httpStatus(err: unknown): number | undefined {
 export const isConflict = (err: unknown): boolean => httpStatus(err) === 409;
 export const isNotFound = (err: unknown): boolean => httpStatus(err) === 404;
 
+/** Why the server could not be reached, if that is what happened (nano flattens fetch's cause into its message). */
 function networkCode(err: unknown): string | undefined {
-  let e = err as { code?: unknown; cause?: unknown } | undefined;
+  let e = err as { code?: unknown; cause?: unknown; message?: unknown } | undefined;
   for (let depth = 0; e && depth < 4; depth++) {
     if (typeof e.code === 'string' && UNREACHABLE_CODES.has(e.code)) return e.code;
+    const flattened = typeof e.message === 'string' ? /error happened in your connection\. Reason: (.*)$/s.exec(e.message) : null;
+    if (flattened) return /\b(E[A-Z_]{3,})\b/.exec(flattened[1]!)?.[1] ?? flattened[1]!.replace(/^(Type)?Error: /, '').trim();
     e = e.cause as typeof e;
   }
   return undefined;

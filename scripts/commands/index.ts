@@ -1,6 +1,8 @@
 /** Every verb of the CLI; each module exports one yargs command. */
 import type { CommandModule } from 'yargs';
 import { statusCommand } from './status.js';
+import { dbCommand } from './db.js';
+import { tokensCommand } from './tokens/index.js';
 import { failuresCommand } from './failures.js';
 import { serverCommand } from './server.js';
 import { agentCommand } from './agent.js';
@@ -8,4 +10,4 @@ import { submitCommand } from './submit.js';
 import { pilotsCommand } from './pilots.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [statusCommand, failuresCommand, serverCommand, agentCommand, submitCommand, pilotsCommand];
+export const commands: CommandModule<any, any>[] = [dbCommand, tokensCommand, statusCommand, failuresCommand, serverCommand, agentCommand, submitCommand, pilotsCommand];

@@ -1,0 +1,22 @@
+/** `tokenpool db init`: create the pool database, install its design documents, set its roles. */
+import type { Argv, CommandModule } from 'yargs';
+import { poolFromArgs, withPoolOptions, type PoolArgs } from '../pool-options.js';
+import { printJson, printLine, table } from '../output.js';
+import { initDatabase } from '../../server/setup.js';
+
+interface InitArgs extends PoolArgs {
+  json: boolean;
+}
+
+export const dbInitCommand: CommandModule<object, InitArgs> = {
+  command: 'init',
+  describe: 'Create the database (if missing), install the design documents and set _security; safe to re-run',
+  builder: (y: Argv) =>
+    withPoolOptions(y).example('$0 db init --db http://127.0.0.1:5984/lofar --credentials admin.json', 'Set up a pool (needs server-admin credentials)') as unknown as Argv<InitArgs>,
+  handler: async (args) => {
+    const report = await initDatabase(poolFromArgs(args));
+    if (args.json) return printJson(report);
+    printLine(`${report.db}: database ${report.database}, security ${report.security}`);
+    printLine(table([['design document', 'action'], ...report.designDocs.map((d) => [d.id, d.action])]));
+  },
+};

@@ -1,0 +1,21 @@
+/**
+ * `tokenpool tokens <subcommand>`. Each subcommand is its own module; adding one (e.g. scrub.ts)
+ * takes one import and one entry in `tokenSubcommands`.
+ */
+import type { Argv, CommandModule } from 'yargs';
+import { addCommand } from './add.js';
+import { listCommand } from './list.js';
+import { showCommand } from './show.js';
+import { resetCommand } from './reset.js';
+import { deleteCommand } from './delete.js';
+import { attachCommand } from './attach.js';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export const tokenSubcommands: CommandModule<any, any>[] = [addCommand, listCommand, showCommand, resetCommand, deleteCommand, attachCommand];
+
+export const tokensCommand: CommandModule = {
+  command: 'tokens <command>',
+  describe: 'Create, list, show, reset, delete tokens and attach files to them',
+  builder: (y: Argv) => y.command(tokenSubcommands).demandCommand(1, 'Name a tokens subcommand; see the list above.'),
+  handler: () => undefined,
+};

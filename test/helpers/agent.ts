@@ -6,6 +6,7 @@ import path from 'node:path';
 import type { TestServer } from './server.js';
 import { CLI } from './cli.js';
 import { initDatabase } from '../../server/setup.js';
+import { designDocs, VALIDATE_DDOC } from '../../server/design.js';
 import { newToken, type NewToken, type Token } from '../../server/token.js';
 import type { Pool } from '../../server/client.js';
 
@@ -19,6 +20,19 @@ export async function freshPool(server: TestServer): Promise<TestPool> {
   const dbUrl = server.newDbUrl('agent');
   const pool = server.adminPool(dbUrl);
   await initDatabase(pool);
+  return { dbUrl, pool, credentials: server.adminCredentialsFile() };
+}
+
+/**
+ * A pool with the views but without the validate function: for documents the validate function
+ * would refuse (malformed tokens) and for replication-style writes (new_edits=false), which the
+ * embedded engine drops silently while a validate function is installed.
+ */
+export async function unguardedPool(server: TestServer): Promise<TestPool> {
+  const dbUrl = server.newDbUrl('agent');
+  const pool = server.adminPool(dbUrl);
+  await pool.server.db.create(pool.dbName);
+  for (const ddoc of designDocs()) if (ddoc._id !== `_design/${VALIDATE_DDOC}`) await pool.db.insert(ddoc as never);
   return { dbUrl, pool, credentials: server.adminCredentialsFile() };
 }
 

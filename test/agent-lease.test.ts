@@ -1,0 +1,134 @@
+/** Lease transitions (claim, heartbeat, finish, release, expire) and the conflict-safe writes, against the real embedded server. */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startTestServer, type TestServer } from './helpers/server.js';
+import { addTokens, freshPool, unguardedPool, type TestPool } from './helpers/agent.js';
+import { claim, expire, fence, finish, heartbeat, release, updateToken, writeClaim, giveUpReason, type Claimant, type Outcome } from '../server/lease.js';
+import { newToken, type Token } from '../server/token.js';
+
+const who = (n: number): Claimant => ({ owner: `host${n}:1:aa`, hostname: `host${n}`, batch: { slurm_job_id: `7_${n}`, dirac_job_id: null, wms_job_id: null, pbs_job_id: null } });
+const failed = (end: number): Outcome => ({ result: 'retry', exitCode: 1, reason: 'exit code 1', end, phases: { running: 1 } });
+
+test('claim writes lock, lease, attempt and batch ids; finish records history', () => {
+  const t0 = newToken({ obsid: 'L1', step: 'cal', subbands: [1] }, 100);
+  const c = claim(t0, who(1), 300, 1000, 'c1');
+  assert.equal(c.status, 'locked');
+  assert.equal(c.lock, 1000);
+  assert.equal(c.attempts, 1);
+  assert.deepEqual(c.lease, { owner: 'host1:1:aa', claim_id: 'c1', expires: 1300, heartbeat: 1000 });
+  assert.equal(c.slurm_job_id, '7_1');
+  assert.equal(heartbeat(c, 'other', 300, 1100), null, 'a heartbeat for another claim changes nothing');
+  assert.equal(heartbeat(c, 'c1', 300, 1100)!.lease!.expires, 1400);
+  const done = finish(c, 'c1', { result: 'done', exitCode: 0, reason: 'done', end: 1200, phases: { running: 200 } }, 1200)!;
+  assert.equal(done.status, 'done');
+  assert.equal(done.done, 1200);
+  assert.equal(done.exit_code, 0);
+  assert.equal(done.lease, null);
+  assert.deepEqual(done.history, [
+    { attempt: 1, claim_id: 'c1', owner: 'host1:1:aa', hostname: 'host1', batch_job_id: '7_1', start: 1000, end: 1200, exit_code: 0, reason: 'done', phases: { running: 200 } },
+  ]);
+  assert.equal(finish(done, 'c1', failed(1300), 1300), null, 'a second completion changes nothing');
+});
+
+test('failures go back to todo until max_attempts, then error with a clear reason', () => {
+  let t: Token = newToken({ obsid: 'L1', step: 'cal', subbands: [1] }, 100);
+  for (let i = 1; i <= 3; i++) {
+    t = claim(t, who(i), 300, 1000 * i, `c${i}`);
+    t = finish(t, `c${i}`, failed(1000 * i + 5), 1000 * i + 5)!;
+    assert.equal(t.status, i < 3 ? 'todo' : 'error');
+  }
+  assert.equal(t.reason, 'exit code 1 three times');
+  assert.equal(t.exit_code, 1);
+  assert.deepEqual(t.history.map((a) => [a.attempt, a.claim_id, a.reason]), [[1, 'c1', 'exit code 1'], [2, 'c2', 'exit code 1'], [3, 'c3', 'exit code 1']]);
+  assert.equal(t.error.length, 3);
+});
+
+test('an expired lease counts an attempt; three expiries put the token in error', () => {
+  let t: Token = newToken({ obsid: 'L1', step: 'cal', subbands: [1] }, 100);
+  for (let i = 1; i <= 3; i++) {
+    t = claim(t, who(i), 10, 1000 * i, `c${i}`);
+    assert.equal(expire(t, 1000 * i + 5), t, 'a live lease is not expired');
+    t = expire(t, 1000 * i + 10);
+  }
+  assert.equal(t.status, 'error');
+  assert.equal(t.reason, 'lease expired three times');
+  assert.deepEqual(t.history.map((a) => a.reason), ['lease expired', 'lease expired', 'lease expired']);
+});
+
+test('a late result is kept when nobody claimed the token after its lease expired', () => {
+  let t: Token = claim(newToken({ obsid: 'L1', step: 'cal', subbands: [1] }, 100), who(1), 10, 1000, 'c1');
+  t = expire(t, 1020);
+  assert.equal(t.status, 'todo');
+  const late = finish(t, 'c1', { result: 'done', exitCode: 0, reason: 'done', end: 1025, phases: {} }, 1030)!;
+  assert.equal(late.status, 'done');
+  assert.deepEqual(late.history.map((a) => a.reason), ['done']);
+  const reclaimed = claim(t, who(2), 10, 1021, 'c2');
+  assert.equal(finish(reclaimed, 'c1', { result: 'done', exitCode: 0, reason: 'done', end: 1025, phases: {} }, 1030), null, 'the new holder wins');
+});
+
+test('preemption gives the attempt back, but not forever', () => {
+  let t: Token = newToken({ obsid: 'L1', step: 'cal', subbands: [1] }, 100);
+  for (let i = 1; i <= 3; i++) {
+    t = release(claim(t, who(i), 300, 1000 * i, `p${i}`), `p${i}`, 1000 * i + 1, {}, 1000 * i + 1)!;
+    assert.equal(t.status, 'todo');
+    assert.equal(t.attempts, 0);
+  }
+  t = release(claim(t, who(4), 300, 5000, 'p4'), 'p4', 5001, {}, 5001)!;
+  assert.equal(t.attempts, 1, 'the fourth preemption counts');
+  assert.match(giveUpReason(t.history, 1), /preempted/);
+});
+
+let server: TestServer;
+let tp: TestPool;
+before(async () => {
+  server = await startTestServer();
+  tp = await freshPool(server);
+});
+after(async () => {
+  await server?.stop();
+});
+
+test('compare-and-swap: of two claims from the same read, exactly one is written', async () => {
+  const [t] = await addTokens(tp.pool, [{ obsid: 'L2', step: 'cal', subbands: [1] }]);
+  const read = (await tp.pool.db.get(t!._id)) as Token;
+  const a = await writeClaim(tp.pool.db, claim(read, who(1), 300, 1000, 'a'));
+  const b = await writeClaim(tp.pool.db, claim(read, who(2), 300, 1000, 'b'));
+  assert.ok(a);
+  assert.equal(b, null);
+});
+
+test('updateToken re-reads on 409 and re-applies; refuses when the claim is gone', async () => {
+  const [t] = await addTokens(tp.pool, [{ obsid: 'L2', step: 'cal', subbands: [2] }]);
+  const read = (await tp.pool.db.get(t!._id)) as Token;
+  const mine = (await writeClaim(tp.pool.db, claim(read, who(1), 300, 1000, 'mine')))!;
+  // Someone else touches the token (not the lease): our known _rev is stale.
+  await tp.pool.db.insert({ ...mine, note: 'edited' } as Token);
+  const done = await updateToken(tp.pool.db, mine._id, (x) => finish(x, 'mine', { result: 'done', exitCode: 0, reason: 'done', end: 1001, phases: {} }, 1001), { known: mine });
+  assert.equal(done?.status, 'done');
+  const stored = (await tp.pool.db.get(mine._id)) as Token;
+  assert.equal(stored.status, 'done');
+  assert.equal(stored.note, 'edited');
+  assert.equal(await updateToken(tp.pool.db, mine._id, (x) => heartbeat(x, 'mine', 300, 1002)), null);
+});
+
+test('fencing: of two claims stored as a conflict, the winning revision goes on and the loser deletes its own', async () => {
+  const tp = await unguardedPool(server);
+  const [t] = await addTokens(tp.pool, [{ obsid: 'L2', step: 'cal', subbands: [3] }]);
+  const read = (await tp.pool.db.get(t!._id)) as Token;
+  const first = (await writeClaim(tp.pool.db, claim(read, who(1), 300, 1000, 'first')))!;
+  // What a cluster does when two nodes accept a write each: a sibling revision of the same parent.
+  const sibling = claim(read, who(2), 300, 1000, 'second');
+  const [gen, hash] = read._rev!.split('-');
+  const siblingRev = `${Number(gen) + 1}-${'f'.repeat(32)}`;
+  const docs = [{ ...sibling, _rev: siblingRev, _revisions: { start: Number(gen) + 1, ids: ['f'.repeat(32), hash!] } } as unknown as Token];
+  await tp.pool.db.bulk({ docs, new_edits: false } as never);
+  const withConflicts = (await tp.pool.db.get(t!._id, { conflicts: true })) as Token & { _conflicts?: string[] };
+  assert.equal(withConflicts._conflicts?.length, 1, 'the conflict is stored');
+  const winner = withConflicts.lease!.claim_id === 'first' ? first : { ...sibling, _rev: siblingRev };
+  const loser = winner === first ? { ...sibling, _rev: siblingRev } : first;
+  assert.equal(await fence(tp.pool.db, loser as Token), false);
+  assert.equal(await fence(tp.pool.db, winner as Token), true);
+  const after = (await tp.pool.db.get(t!._id, { conflicts: true })) as Token & { _conflicts?: string[] };
+  assert.equal(after._conflicts, undefined, 'the losing revision is gone');
+  assert.equal(after.lease!.claim_id, winner.lease!.claim_id);
+});

@@ -43,7 +43,7 @@ export async function stageOut(ctx: PhaseContext, opts: StageOutOptions): Promis
     throw err;
   };
 
-  const existing = await transfers.withRetries('stat', url, ctx.signal, (s) => transfers.for(url).stat(url, { signal: s })).catch(fail);
+  const existing = await transfers.withRetries('stat', url, ctx.signal, ctx.log, (s) => transfers.for(url).stat(url, { signal: s })).catch(fail);
   if (existing && !ctx.token.overwrite) {
     throw new PhaseError('output exists', EXIT.outputExists, false, `${shown} (${existing.size} bytes) is already there; set overwrite on the token to replace it`);
   }
@@ -52,7 +52,7 @@ export async function stageOut(ctx: PhaseContext, opts: StageOutOptions): Promis
   await tar.c({ file: packed, cwd: ctx.outputDir, gzip: opts.gzip, portable: true }, entries);
   try {
     const started = Date.now();
-    const sent = await transfers.withRetries('upload', url, ctx.signal, async (s) => {
+    const sent = await transfers.withRetries('upload', url, ctx.signal, ctx.log, async (s) => {
       const t = transfers.for(url);
       const result = await t.upload(packed, url, { signal: s });
       const there = await t.stat(url, { signal: s });

@@ -64,17 +64,14 @@ export class GridWorkerNode implements WorkerNode {
     private readonly config: WorkerNodeConfig,
     private readonly log: Logger,
   ) {
-    this.transfers = new Transfers(
-      {
-        tool: config.transferTool,
-        timeoutS: config.transferTimeoutS,
-        retries: config.transferRetries,
-        retryDelayS: config.retryDelayS,
-        env: config.env,
-        tls: gridTls(() => proxyPath(config.env), config.env),
-      },
-      log,
-    );
+    this.transfers = new Transfers({
+      tool: config.transferTool,
+      timeoutS: config.transferTimeoutS,
+      retries: config.transferRetries,
+      retryDelayS: config.retryDelayS,
+      env: config.env,
+      tls: gridTls(() => proxyPath(config.env), config.env),
+    });
   }
 
   async preflight(): Promise<void> {

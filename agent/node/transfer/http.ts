@@ -98,10 +98,8 @@ export function httpTransfer(tls: () => TlsMaterial = () => ({})): Transfer {
 
 /** dav:// and davs:// are http and https with WebDAV methods (gfal's naming). */
 export function webUrl(url: string): URL {
-  const u = new URL(url);
-  if (u.protocol === 'dav:') u.protocol = 'http:';
-  else if (u.protocol === 'davs:') u.protocol = 'https:';
-  return u;
+  // WHATWG URLs cannot switch a custom scheme to a special one in place: rewrite the text.
+  return new URL(url.replace(/^dav(s?):/i, 'http$1:'));
 }
 
 function request(

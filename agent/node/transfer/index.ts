@@ -28,10 +28,7 @@ export class Transfers {
   private readonly builtinHttp: Transfer;
   private readonly gfal: Transfer;
 
-  constructor(
-    private readonly config: TransferConfig,
-    private readonly log: Logger,
-  ) {
+  constructor(private readonly config: TransferConfig) {
     this.builtinHttp = httpTransfer(config.tls);
     this.gfal = gfalTransfer({ timeoutS: config.timeoutS, env: config.env });
   }
@@ -50,7 +47,7 @@ export class Transfers {
    * Runs `op` with a fresh per-file timeout per attempt, retrying retryable failures with
    * exponential backoff. The final error names the URL, the cause and how many attempts were made.
    */
-  async withRetries<T>(what: string, url: string, signal: AbortSignal, op: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  async withRetries<T>(what: string, url: string, signal: AbortSignal, log: Logger, op: (signal: AbortSignal) => Promise<T>): Promise<T> {
     const attempts = this.config.retries + 1;
     for (let attempt = 1; ; attempt++) {
       const perTry = AbortSignal.any([signal, AbortSignal.timeout(this.config.timeoutS * 1000)]);
@@ -64,7 +61,7 @@ export class Transfers {
           throw new TransferError(url, `${text}${tries}`, retryable);
         }
         const delayS = this.config.retryDelayS * 2 ** (attempt - 1) * (0.75 + Math.random() * 0.5);
-        this.log.warn({ url: redactUrl(url), attempt, cause: text, retryInS: Math.round(delayS * 10) / 10 }, `${what} failed, retrying`);
+        log.warn({ url: redactUrl(url), attempt, cause: text, retryInS: Math.round(delayS * 10) / 10 }, `${what} failed, retrying`);
         await sleep(delayS * 1000, signal);
       }
     }

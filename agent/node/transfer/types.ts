@@ -49,6 +49,7 @@ export function describeError(err: unknown, timeoutS?: number): { text: string; 
     EPIPE: 'connection closed while sending',
     ENOSPC: 'no space left on the local disk',
   };
+  if (e?.code === 'ERR_INVALID_PROTOCOL' || e?.code === 'ERR_INVALID_URL') return { text: e.message, retryable: false };
   if (e?.code && byCode[e.code]) return { text: byCode[e.code]!, retryable: e.code !== 'ENOSPC' };
   return { text: e?.message ?? String(err), retryable: true };
 }

@@ -1,0 +1,235 @@
+/**
+ * Stage-in and stage-out against a real WebDAV storage element (nginx on loopback): over http and
+ * dav with the built-in client and through gfal-copy; checksums checked against Python's zlib.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { PassThrough } from 'node:stream';
+import { after, before, describe, test } from 'node:test';
+import * as tar from 'tar';
+import { createWorkerNode, type WorkerNodeArgs } from '../agent/node/index.js';
+import { PhaseError, type PhaseContext } from '../agent/phases.js';
+import { createLogger } from '../server/log.js';
+import { EXIT, newToken, type NewToken } from '../server/token.js';
+import { startNginx, type Nginx } from './helpers/nginx.js';
+
+const GFAL = fs.existsSync('/usr/bin/gfal-copy');
+
+/** adler32 by an independent implementation (Python's zlib). */
+function pyAdler32(file: string): string {
+  return execFileSync('python3', ['-c', 'import sys, zlib; print("%08x" % zlib.adler32(open(sys.argv[1], "rb").read()))', file]).toString().trim();
+}
+
+let nginx: Nginx;
+let work: string;
+
+before(async () => {
+  nginx = await startNginx();
+  work = fs.mkdtempSync(path.join(os.tmpdir(), 'tokenpool-node-transfer-'));
+  // A measurement set as the LTA delivers it: a directory tree in a .tar.
+  const ms = path.join(work, 'src', 'L229507_SB100_uv.MS');
+  fs.mkdirSync(path.join(ms, 'ANTENNA'), { recursive: true });
+  fs.writeFileSync(path.join(ms, 'table.dat'), Buffer.alloc(3 << 20, 7));
+  fs.writeFileSync(path.join(ms, 'ANTENNA', 'table.f0'), 'antennas\n');
+  fs.mkdirSync(path.join(nginx.root, 'lofar', 'L229507'), { recursive: true });
+  await tar.c({ file: path.join(nginx.root, 'lofar', 'L229507', 'L229507_SB100_uv.MS_a1b2c3d4.tar'), cwd: path.join(work, 'src') }, ['L229507_SB100_uv.MS']);
+});
+
+after(async () => {
+  await nginx.close();
+  fs.rmSync(work, { recursive: true, force: true });
+});
+
+const msTar = () => path.join(nginx.root, 'lofar', 'L229507', 'L229507_SB100_uv.MS_a1b2c3d4.tar');
+
+interface Harness {
+  ctx: PhaseContext;
+  logs: () => Array<Record<string, unknown>>;
+}
+
+let n = 0;
+function context(spec: Partial<NewToken>): Harness {
+  const scratchDir = path.join(work, `scratch-${++n}`);
+  fs.mkdirSync(scratchDir, { recursive: true });
+  const lines: string[] = [];
+  const stream = new PassThrough();
+  stream.on('data', (c: Buffer) => lines.push(...c.toString().split('\n').filter(Boolean)));
+  const token = newToken({ obsid: 'L229507', step: 'cal1', subbands: [100 + n], ...spec });
+  token.attempts = 1;
+  return {
+    ctx: {
+      token,
+      scratchDir,
+      inputDir: path.join(scratchDir, 'input'),
+      outputDir: path.join(scratchDir, 'output'),
+      env: {},
+      log: createLogger('test', { destination: stream, pretty: false, level: 'debug' }),
+      signal: new AbortController().signal,
+    },
+    logs: () => lines.map((l) => JSON.parse(l) as Record<string, unknown>),
+  };
+}
+
+const node = (extra: Partial<WorkerNodeArgs> = {}) =>
+  createWorkerNode({ retryDelay: '0.2s', transferRetries: 2, transferTimeout: '60s', workdir: work, ...extra }, createLogger('node', { level: 'silent', pretty: false }));
+
+async function rejection(p: Promise<unknown>): Promise<PhaseError> {
+  try {
+    await p;
+  } catch (err) {
+    assert.ok(err instanceof PhaseError, `expected a PhaseError, got ${String(err)}`);
+    return err;
+  }
+  assert.fail('expected the phase to fail');
+}
+
+describe('stage-in', () => {
+  for (const [label, scheme, args] of [
+    ['http, built-in client', 'http', {}],
+    ['dav, built-in client', 'dav', {}],
+    ['http through gfal-copy', 'http', { transferTool: 'gfal' }],
+  ] as const) {
+    test(`${label}: fetched, checksummed and unpacked`, { skip: label.includes('gfal') && !GFAL ? 'gfal-copy not installed' : false }, async () => {
+      const url = `${nginx.url.replace('http', scheme)}/lofar/L229507/L229507_SB100_uv.MS_a1b2c3d4.tar`;
+      const { ctx, logs } = context({ input: [{ url, adler32: pyAdler32(msTar()), size: fs.statSync(msTar()).size }] });
+      await node(args as Partial<WorkerNodeArgs>).stageIn(ctx);
+      assert.deepEqual(fs.readdirSync(ctx.inputDir), ['L229507_SB100_uv.MS']);
+      assert.equal(fs.statSync(path.join(ctx.inputDir, 'L229507_SB100_uv.MS', 'table.dat')).size, 3 << 20);
+      assert.equal(fs.readFileSync(path.join(ctx.inputDir, 'L229507_SB100_uv.MS', 'ANTENNA', 'table.f0'), 'utf8'), 'antennas\n');
+      assert.ok(!fs.existsSync(path.join(ctx.scratchDir, 'download')), 'the downloaded tar is removed after unpacking');
+      const staged = logs().find((l) => l.msg === 'input staged in');
+      assert.equal(staged?.verified, true);
+    });
+  }
+
+  test('a plain file is placed as is', async () => {
+    fs.writeFileSync(path.join(nginx.root, 'lofar', 'parset.txt'), 'msin=foo\n');
+    const { ctx } = context({ input: [{ url: `${nginx.url}/lofar/parset.txt` }] });
+    await node().stageIn(ctx);
+    assert.equal(fs.readFileSync(path.join(ctx.inputDir, 'parset.txt'), 'utf8'), 'msin=foo\n');
+  });
+
+  test('checksum mismatch: PhaseError, the file is deleted, nothing reaches the step', async () => {
+    const { ctx } = context({ input: [{ url: `${nginx.url}/lofar/L229507/L229507_SB100_uv.MS_a1b2c3d4.tar`, adler32: '0badc0de' }] });
+    const err = await rejection(node().stageIn(ctx));
+    assert.equal(err.reason, 'checksum mismatch');
+    assert.equal(err.tokenExitCode, EXIT.checksumMismatch);
+    assert.equal(err.retryable, false);
+    assert.match(err.message, /L229507_SB100_uv\.MS_a1b2c3d4\.tar.*expected 0badc0de/);
+    assert.deepEqual(fs.readdirSync(ctx.inputDir), []);
+    assert.ok(!fs.existsSync(path.join(ctx.scratchDir, 'download')));
+  });
+
+  test('404: the error names the URL and is not retried', async () => {
+    const url = `${nginx.url}/lofar/L229507/L229507_SB999_uv.MS_00000000.tar`;
+    const { ctx, logs } = context({ input: [{ url }] });
+    const err = await rejection(node().stageIn(ctx));
+    assert.equal(err.reason, 'download failed');
+    assert.equal(err.tokenExitCode, EXIT.downloadFailed);
+    assert.equal(err.retryable, false);
+    assert.ok(err.message.includes(url), err.message);
+    assert.match(err.message, /404/);
+    assert.equal(logs().filter((l) => l.msg === 'download failed, retrying').length, 0);
+  });
+
+  test('404 through gfal-copy: the error names the URL', { skip: !GFAL && 'gfal-copy not installed' }, async () => {
+    const url = `${nginx.url}/lofar/missing.tar`;
+    const { ctx } = context({ input: [{ url }] });
+    const err = await rejection(node({ transferTool: 'gfal' }).stageIn(ctx));
+    assert.ok(err.message.includes(url), err.message);
+    assert.equal(err.retryable, false);
+  });
+
+  test('storage element down: retried with backoff, then a clear error', async () => {
+    const se = await startNginx();
+    fs.writeFileSync(path.join(se.root, 'f.dat'), 'x');
+    await se.stop();
+    try {
+      const url = `${se.url}/f.dat`;
+      const { ctx, logs } = context({ input: [{ url }] });
+      const err = await rejection(node().stageIn(ctx));
+      assert.equal(err.reason, 'download failed');
+      assert.equal(err.retryable, true);
+      assert.ok(err.message.includes(url));
+      assert.match(err.message, /connection refused \(after 3 attempts\)/);
+      assert.equal(logs().filter((l) => l.msg === 'download failed, retrying').length, 2);
+    } finally {
+      await se.close();
+    }
+  });
+});
+
+describe('stage-out', () => {
+  const template = '${RESULTS}/${OBSID}/${STEP}/${TOKEN_ID}.tar';
+
+  function withOutputs(spec: Partial<NewToken> = {}): Harness {
+    const h = context(spec);
+    fs.mkdirSync(path.join(h.ctx.outputDir, 'L229507_SB100_uv.dppp.MS'), { recursive: true });
+    fs.writeFileSync(path.join(h.ctx.outputDir, 'L229507_SB100_uv.dppp.MS', 'table.dat'), Buffer.alloc(1 << 20, 3));
+    fs.writeFileSync(path.join(h.ctx.outputDir, 'calib.h5'), 'solutions');
+    return h;
+  }
+
+  for (const [label, args] of [
+    ['built-in client (dav)', { resultsBase: '' }],
+    ['gfal-copy', { transferTool: 'gfal' }],
+  ] as const) {
+    test(`${label}: the tar lands on the SE with the right size and adler32`, { skip: label === 'gfal-copy' && !GFAL ? 'gfal-copy not installed' : false }, async () => {
+      const base = label === 'gfal-copy' ? `${nginx.url}/results-gfal` : `${nginx.url.replace('http', 'dav')}/results`;
+      const { ctx } = withOutputs({ results: template });
+      const outputs = await node({ ...(args as Partial<WorkerNodeArgs>), resultsBase: base }).stageOut(ctx);
+      assert.equal(outputs.length, 1);
+      const rel = `${label === 'gfal-copy' ? 'results-gfal' : 'results'}/L229507/cal1/${ctx.token._id}.tar`;
+      assert.equal(outputs[0]!.url, `${base}/L229507/cal1/${ctx.token._id}.tar`);
+      const stored = path.join(nginx.root, rel);
+      assert.equal(outputs[0]!.size, fs.statSync(stored).size);
+      assert.equal(outputs[0]!.adler32, pyAdler32(stored));
+      const names: string[] = [];
+      await tar.t({ file: stored, onReadEntry: (e) => names.push(e.path) });
+      assert.ok(names.includes('calib.h5') && names.some((p) => p.startsWith('L229507_SB100_uv.dppp.MS/')), names.join(','));
+      assert.ok(!fs.existsSync(path.join(ctx.scratchDir, `${ctx.token._id}.tar`)), 'the packed tar is removed');
+    });
+  }
+
+  test('an existing result is not overwritten unless the token says overwrite', async () => {
+    const url = `${nginx.url}/results/kept/L229507_cal1_SB200.tar`;
+    fs.mkdirSync(path.join(nginx.root, 'results', 'kept'), { recursive: true });
+    fs.writeFileSync(path.join(nginx.root, 'results', 'kept', 'L229507_cal1_SB200.tar'), 'earlier result');
+    const { ctx } = withOutputs({ results: url });
+    const err = await rejection(node().stageOut(ctx));
+    assert.equal(err.reason, 'output exists');
+    assert.equal(err.tokenExitCode, EXIT.outputExists);
+    assert.ok(err.message.includes(url));
+    assert.equal(fs.readFileSync(path.join(nginx.root, 'results', 'kept', 'L229507_cal1_SB200.tar'), 'utf8'), 'earlier result');
+
+    const again = withOutputs({ results: url, overwrite: true });
+    const [out] = await node().stageOut(again.ctx);
+    assert.equal(out!.size, fs.statSync(path.join(nginx.root, 'results', 'kept', 'L229507_cal1_SB200.tar')).size);
+  });
+
+  test('agent template with gzip and all placeholders', async () => {
+    const { ctx } = withOutputs({ subbands: [300, 301, 309] });
+    const outputs = await node({ results: '${RESULTS}/${OBSID}/SB${SUBBAND}/${STEP}-a${ATTEMPT}-${TOKEN_ID}.tar', resultsBase: `${nginx.url}/gz`, resultsGzip: true }).stageOut(ctx);
+    assert.equal(outputs[0]!.url, `${nginx.url}/gz/L229507/SB300-309/cal1-a1-L229507_cal1_SB300-309.tar.gz`);
+    const stored = path.join(nginx.root, 'gz/L229507/SB300-309/cal1-a1-L229507_cal1_SB300-309.tar.gz');
+    assert.equal(fs.readFileSync(stored).subarray(0, 2).toString('hex'), '1f8b');
+    assert.equal(outputs[0]!.adler32, pyAdler32(stored));
+  });
+
+  test('a bad template is refused with what is wrong', async () => {
+    const { ctx } = withOutputs({ results: '${RESULTS}/${OBSERVATION}.tar' });
+    const err = await rejection(node().stageOut(ctx));
+    assert.equal(err.retryable, false);
+    assert.match(err.message, /unknown placeholder \$\{OBSERVATION\}/);
+    assert.match(err.message, /no --results-base/);
+  });
+
+  test('no results location: outputs are kept in <workdir>/results/<token id>', async () => {
+    const { ctx } = withOutputs();
+    assert.deepEqual(await node().stageOut(ctx), []);
+    assert.equal(fs.readFileSync(path.join(work, 'results', ctx.token._id, 'calib.h5'), 'utf8'), 'solutions');
+  });
+});

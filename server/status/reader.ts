@@ -11,6 +11,16 @@ export type QueryValue = string | number | boolean | null | readonly unknown[] |
 /** Query parameters CouchDB expects as JSON (keys of views); everything else is sent as text. */
 const JSON_PARAMS = new Set(['key', 'keys', 'startkey', 'endkey', 'start_key', 'end_key']);
 
+/** The database answered 401 or 403: the credentials used do not allow reading. */
+export class RefusedError extends DatabaseError {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message, 'Check --credentials: the account needs read access to the database.');
+  }
+}
+
 export interface ViewRow<K = unknown, V = unknown> {
   id?: string;
   key: K;
@@ -76,7 +86,7 @@ export function createReader(opts: ReaderOptions): PoolReader {
       // body was not JSON; the status says enough
     }
     if (res.status === 401 || res.status === 403) {
-      throw new DatabaseError(`the database refused us (${res.status}): ${reason}`, 'Check --credentials: the account needs read access to the database.');
+      throw new RefusedError(res.status, `the database refused us (${res.status}): ${reason}`);
     }
     if (res.status === 404 && path.startsWith('_design/')) {
       throw new StateError(`the database ${opts.dbName} has no status views (${path.split('?')[0]}): ${reason}`, 'Initialise the database with tokenpool\'s design documents first.');

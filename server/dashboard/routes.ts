@@ -1,0 +1,143 @@
+/**
+ * The dashboard's HTTP routes under one prefix: the page, its assets and read-only JSON queries.
+ * Every route answers GET only and reaches the database through a PoolReader (GET only), so the
+ * dashboard cannot change the pool; credentials stay on the server side.
+ */
+import type http from 'node:http';
+import { InputError, StateError, TokenpoolError } from '../errors.js';
+import { redactText } from '../redact.js';
+import { RefusedError, type PoolReader } from '../status/reader.js';
+import { checkFilter } from '../status/filter.js';
+import { statusSummary } from '../status/summary.js';
+import { listTokens, tokenDetail } from '../status/tokens.js';
+import { asset, indexHtml, pageHtml } from './static.js';
+import type { LiveChannels } from './live.js';
+
+export const DASHBOARD_PREFIX = '/_tokenpool/dashboard';
+
+export interface ResolvedDb {
+  reader: PoolReader;
+  /** identifies the database and credential, for sharing one changes watcher */
+  key: string;
+}
+
+export interface DashboardSource {
+  /** The database to read for this request; 'unauthorized' asks the browser for credentials; null: not served here. */
+  resolve(req: http.IncomingMessage, db: string): ResolvedDb | 'unauthorized' | null;
+  /** Databases to list on the index page; undefined when a single database is served (the index redirects to it). */
+  listDbs?(req: http.IncomingMessage): Promise<string[]> | 'unauthorized';
+  single?: string;
+  /** true when the browser's own credentials are used: a refusal then asks it to log in again */
+  browserCredentials: boolean;
+}
+
+const MAX_PAGE = 200;
+
+export function dashboardHandler(source: DashboardSource, live: LiveChannels, prefix = DASHBOARD_PREFIX) {
+  return async (req: http.IncomingMessage, res: http.ServerResponse): Promise<boolean> => {
+    const url = new URL(req.url ?? '/', 'http://dashboard');
+    if (url.pathname !== prefix && !url.pathname.startsWith(`${prefix}/`)) return false;
+    req.resume();
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      send(res, 405, 'application/json', JSON.stringify({ error: 'method_not_allowed', reason: 'The dashboard is read-only: GET only.' }), { allow: 'GET, HEAD' });
+      return true;
+    }
+    try {
+      await route(req, res, url, source, live, prefix);
+    } catch (err) {
+      sendError(res, err, source.browserCredentials);
+    }
+    return true;
+  };
+}
+
+async function route(req: http.IncomingMessage, res: http.ServerResponse, url: URL, source: DashboardSource, live: LiveChannels, prefix: string): Promise<void> {
+  let segments: string[];
+  try {
+    segments = url.pathname.slice(prefix.length).split('/').filter(Boolean).map(decodeURIComponent);
+  } catch {
+    throw new InputError('malformed path');
+  }
+  if (segments.length === 0) {
+    if (source.single) return redirect(res, `${prefix}/${encodeURIComponent(source.single)}/`);
+    const dbs = source.listDbs?.(req);
+    if (dbs === 'unauthorized') return askForCredentials(res);
+    return send(res, 200, 'text/html; charset=utf-8', indexHtml(prefix, (await dbs) ?? []));
+  }
+  const [db, kind, name, ...more] = segments as [string, ...string[]];
+  if (db === 'assets' && kind !== undefined && name === undefined) {
+    const a = asset(kind);
+    if (!a) throw new StateError(`no asset ${kind}`);
+    return send(res, 200, a.type, a.body, { 'cache-control': 'no-cache' });
+  }
+  const resolved = source.resolve(req, db);
+  if (resolved === 'unauthorized') return askForCredentials(res);
+  if (resolved === null) throw new StateError(`the dashboard does not serve a database named ${db}`);
+  if (kind === undefined) {
+    if (!url.pathname.endsWith('/')) return redirect(res, `${url.pathname}/`);
+    return send(res, 200, 'text/html; charset=utf-8', pageHtml(prefix, db), { 'cache-control': 'no-store' });
+  }
+  if (kind !== 'api') throw new StateError(`no page ${kind}`);
+  const q = url.searchParams;
+  const { reader } = resolved;
+  switch (name) {
+    case 'summary': {
+      const hours = q.has('hours') ? Number(q.get('hours')) : 6;
+      if (!(hours > 0 && hours <= 24 * 14)) throw new InputError('hours must be a number from 0 to 336');
+      const summary = await statusSummary(reader, checkFilter({ obsid: q.get('obsid'), step: q.get('step') }), { chartSeconds: Math.round(hours * 3600) });
+      return sendJsonBody(res, summary);
+    }
+    case 'tokens': {
+      const obsid = required(q, 'obsid');
+      const step = required(q, 'step');
+      checkFilter({ obsid, step });
+      const limit = q.has('limit') ? Number(q.get('limit')) : 50;
+      if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) throw new InputError(`limit must be a whole number from 1 to ${MAX_PAGE}`);
+      return sendJsonBody(res, await listTokens(reader, { obsid, step, status: required(q, 'status'), limit, after: q.get('after') }));
+    }
+    case 'token': {
+      if (more.length !== 1) throw new InputError('ask for /api/token/<token id>');
+      return sendJsonBody(res, await tokenDetail(reader, more[0]!));
+    }
+    case 'events':
+      return live.subscribe(resolved.key, reader, res);
+    default:
+      throw new StateError(`no query ${name ?? ''}`);
+  }
+}
+
+function required(q: URLSearchParams, name: string): string {
+  const v = q.get(name);
+  if (!v) throw new InputError(`missing query parameter ${name}`);
+  return v;
+}
+
+function askForCredentials(res: http.ServerResponse): void {
+  send(res, 401, 'application/json', JSON.stringify({ error: 'unauthorized', reason: 'Log in with an account that may read the pool.' }), {
+    'www-authenticate': 'Basic realm="tokenpool dashboard", charset="UTF-8"',
+  });
+}
+
+function redirect(res: http.ServerResponse, location: string): void {
+  send(res, 302, 'text/plain', `see ${location}\n`, { location });
+}
+
+function sendJsonBody(res: http.ServerResponse, body: unknown): void {
+  send(res, 200, 'application/json', redactText(JSON.stringify(body)), { 'cache-control': 'no-store' });
+}
+
+function sendError(res: http.ServerResponse, err: unknown, browserCredentials: boolean): void {
+  if (err instanceof RefusedError && browserCredentials) return askForCredentials(res);
+  const status = err instanceof InputError ? 400 : err instanceof StateError ? 404 : 502;
+  const message = err instanceof TokenpoolError ? err.message : `dashboard query failed: ${(err as Error).message}`;
+  send(res, status, 'application/json', JSON.stringify({ error: status === 502 ? 'bad_gateway' : status === 404 ? 'not_found' : 'bad_request', reason: redactText(message) }));
+}
+
+function send(res: http.ServerResponse, status: number, type: string, body: string | Buffer, headers: Record<string, string> = {}): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body), 'x-content-type-options': 'nosniff', ...headers });
+  res.end(res.req.method === 'HEAD' ? undefined : body);
+}

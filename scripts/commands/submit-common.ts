@@ -10,6 +10,7 @@ export interface CommonSubmitArgs extends PoolArgs {
   count?: number;
   time: string;
   cpus: number;
+  idleExit: number;
   jobName?: string;
   bundle: string;
   pilotCredentials?: string;
@@ -27,6 +28,7 @@ export function commonSubmitOptions<T>(y: Argv<T>): Argv<T & CommonSubmitArgs> {
     .option('count', { type: 'number', describe: 'Pilots to submit (default 1)' })
     .option('time', { type: 'string', default: '12:00:00', describe: 'Wall-clock limit per pilot (Slurm syntax: minutes, HH:MM:SS, D-HH:MM:SS); the agent\'s --max-time follows from it' })
     .option('cpus', { type: 'number', default: 1, describe: 'Cores per pilot' })
+    .option('idle-exit', { type: 'number', default: 60, describe: 'A pilot exits after this many seconds with nothing to claim' })
     .option('job-name', { type: 'string', describe: 'Job name (default: tokenpool-<database>)' })
     .option('bundle', { type: 'string', default: DEFAULT_BUNDLE, describe: 'The self-contained agent (npm run bundle builds it)' })
     .option('dry-run', { type: 'boolean', default: false, describe: 'Print what would be submitted; submit nothing' }) as unknown as Argv<T & CommonSubmitArgs>;
@@ -50,6 +52,7 @@ export async function prepareSubmission(args: CommonSubmitArgs & { auto?: boolea
   }
   const offline = args.dryRun && !args.auto;
   const creds = await checkPilotCredentials(args.pilotCredentials, { login: !offline });
+  if (!Number.isFinite(args.idleExit) || args.idleExit < 0) throw new InputError(`--idle-exit must be a number of seconds, got ${args.idleExit}`);
   const agentArgs = checkAgentArgs(args._.slice(depth).map(String));
   const submitterFile = args.credentials ? readCredentialsFile(args.credentials) : null;
   const pool = openPool({

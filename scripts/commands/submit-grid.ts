@@ -51,7 +51,7 @@ export function stageGridSubmission(args: GridArgs, creds: PilotCredentials, age
   const jobName = args.jobName ?? 'tokenpool-pilot';
   // The grid sends no warning before its wall-clock limit: stop claiming a little before it.
   const maxTime = Math.max(60, limit - Math.min(600, Math.floor(limit / 10)));
-  const argv = ['--max-time', String(maxTime), ...agentArgs];
+  const argv = ['--max-time', String(maxTime), '--idle-exit', String(args.idleExit), ...agentArgs];
 
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   const staged = (name: string) => path.join(dir, name);
@@ -88,6 +88,7 @@ export function stageGridSubmission(args: GridArgs, creds: PilotCredentials, age
       job_name: jobName,
       time: args.time,
       max_time: maxTime,
+      idle_exit: args.idleExit,
       cpus: args.cpus,
       whole_nodes: args.wholeNodes,
       site: args.site ?? null,

@@ -29,12 +29,12 @@ interface BulkRow {
 
 /**
  * `change` returns the new document, or null to leave the token alone; it must decide from the
- * document it is given, since a retry hands it a fresher one.
+ * document it is given, since a retry hands it a fresher one. It may be async (e.g. to ask).
  */
 export async function updateTokens(
   pool: Pool,
   ids: readonly string[],
-  change: (t: Token) => Token | null,
+  change: (t: Token) => Token | null | Promise<Token | null>,
   opts: { action: string; role: string; onProgress?: (done: number) => void },
 ): Promise<UpdateOutcome> {
   const outcome: UpdateOutcome = { changed: 0, skipped: 0, conflicts: 0 };
@@ -45,7 +45,7 @@ export async function updateTokens(
       outcome.skipped += missing.length;
       const docs: Token[] = [];
       for (const t of found) {
-        const updated = change(t);
+        const updated = await change(t);
         if (updated) docs.push(updated);
         else outcome.skipped++;
       }

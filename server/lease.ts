@@ -281,3 +281,60 @@ export async function fence(db: TokenDb, claimed: Token): Promise<boolean> {
   }
   return false;
 }
+
+export interface SweepEntry {
+  id: string;
+  attempt: number;
+  owner: string;
+  expired: number;
+  /** where the sweep puts (or would put) the token */
+  to: 'todo' | 'error';
+}
+
+export interface SweepReport {
+  expired: SweepEntry[];
+  /** changed by someone else between read and write (a heartbeat came in, or an agent reclaimed it) */
+  skipped: number;
+}
+
+/**
+ * Ends every lease that ran out (what `tokens scrub` does, and what agents do one token at a time on
+ * their claim path): the attempt goes to history as "lease expired", the token to todo or error.
+ */
+export async function sweepExpiredLeases(db: TokenDb, now: number, opts: { dryRun?: boolean; designDoc?: string } = {}): Promise<SweepReport> {
+  const report: SweepReport = { expired: [], skipped: 0 };
+  const page = 500;
+  let startkey: number | undefined;
+  let startkeyDocid: string | undefined;
+  for (;;) {
+    const res = await db.view(opts.designDoc ?? 'tokenpool', 'leases', {
+      endkey: now,
+      include_docs: true,
+      limit: page + 1,
+      ...(startkey !== undefined ? { startkey, startkey_docid: startkeyDocid } : {}),
+    });
+    const rows = res.rows.slice(0, page);
+    for (const row of rows) {
+      const t = row.doc as Token | undefined;
+      if (!t || !leaseExpired(t, now)) continue;
+      const entry = (x: Token): SweepEntry => ({ id: x._id, attempt: x.attempts, owner: x.lease!.owner, expired: x.lease!.expires, to: expire(x, now).status === 'error' ? 'error' : 'todo' });
+      if (opts.dryRun) {
+        report.expired.push(entry(t));
+        continue;
+      }
+      let seen: SweepEntry | null = null;
+      const written = await updateToken(db, t._id, (x) => {
+        if (!leaseExpired(x, now)) return null;
+        seen = entry(x);
+        return expire(x, now);
+      }, { known: t });
+      if (written && seen) report.expired.push(seen);
+      else report.skipped++;
+    }
+    if (res.rows.length <= page) break;
+    const next = res.rows[page]!;
+    startkey = next.key as unknown as number;
+    startkeyDocid = next.id;
+  }
+  return report;
+}

@@ -3,6 +3,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startTestServer, type TestServer } from './helpers/server.js';
 import { addTokens, freshPool, unguardedPool, type TestPool } from './helpers/agent.js';
+import { runCli } from './helpers/cli.js';
 import { claim, expire, fence, finish, heartbeat, release, updateToken, writeClaim, giveUpReason, type Claimant, type Outcome } from '../server/lease.js';
 import { newToken, type Token } from '../server/token.js';
 
@@ -131,4 +132,32 @@ test('fencing: of two claims stored as a conflict, the winning revision goes on 
   const after = (await tp.pool.db.get(t!._id, { conflicts: true })) as Token & { _conflicts?: string[] };
   assert.equal(after._conflicts, undefined, 'the losing revision is gone');
   assert.equal(after.lease!.claim_id, winner.lease!.claim_id);
+});
+
+test('tokens scrub: expired leases go back to todo with the attempt in history; --dry-run changes nothing', async () => {
+  const tp = await freshPool(server);
+  const [t1, t2] = await addTokens(tp.pool, [
+    { obsid: 'L3', step: 'cal', subbands: [1] },
+    { obsid: 'L3', step: 'cal', subbands: [2] },
+  ]);
+  const now = Math.floor(Date.now() / 1000);
+  const dead = claim((await tp.pool.db.get(t1!._id)) as Token, who(1), 10, now - 100, 'dead');
+  const live = claim((await tp.pool.db.get(t2!._id)) as Token, who(2), 600, now, 'live');
+  await tp.pool.db.bulk({ docs: [dead, live] });
+  const auth = ['--db', tp.dbUrl, '--credentials', tp.credentials];
+
+  const dry = await runCli(['tokens', 'scrub', '--dry-run', '--json', ...auth]);
+  assert.equal(dry.code, 0, dry.stderr);
+  const dryReport = JSON.parse(dry.stdout) as { expired: { id: string; to: string }[] };
+  assert.deepEqual(dryReport.expired.map((e) => [e.id, e.to]), [[t1!._id, 'todo']]);
+  assert.equal(((await tp.pool.db.get(t1!._id)) as Token).status, 'locked');
+
+  const run = await runCli(['tokens', 'scrub', '--json', ...auth]);
+  assert.equal(run.code, 0, run.stderr);
+  assert.equal((JSON.parse(run.stdout) as { expired: unknown[] }).expired.length, 1);
+  const scrubbed = (await tp.pool.db.get(t1!._id)) as Token;
+  assert.equal(scrubbed.status, 'todo');
+  assert.equal(scrubbed.lease, null);
+  assert.deepEqual(scrubbed.history.map((h) => [h.claim_id, h.reason]), [['dead', 'lease expired']]);
+  assert.equal(((await tp.pool.db.get(t2!._id)) as Token).lease!.claim_id, 'live', 'a live lease is left alone');
 });

@@ -9,9 +9,10 @@ import { showCommand } from './show.js';
 import { resetCommand } from './reset.js';
 import { deleteCommand } from './delete.js';
 import { attachCommand } from './attach.js';
+import { scrubCommand } from './scrub.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const tokenSubcommands: CommandModule<any, any>[] = [addCommand, listCommand, showCommand, resetCommand, deleteCommand, attachCommand];
+export const tokenSubcommands: CommandModule<any, any>[] = [addCommand, listCommand, showCommand, resetCommand, deleteCommand, attachCommand, scrubCommand];
 
 export const tokensCommand: CommandModule = {
   command: 'tokens <command>',

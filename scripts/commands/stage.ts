@@ -29,6 +29,9 @@ export const stageCommand: CommandModule<object, StageArgs> = {
       .option('method', { choices: ['lta', 'gfal'] as const, describe: 'Staging service: lta (LTA stager, needs --lta-url) or gfal (gfal-bringonline); default lta when --lta-url is set' })
       .option('lta-url', { type: 'string', describe: 'LTA stager XML-RPC endpoint, e.g. https://webportal.astron.nl/service-public/xmlrpc (account: TOKENPOOL_LTA_USER/TOKENPOOL_LTA_PASSWORD)' })
       .option('lta-credentials', { type: 'string', describe: 'A 0600 file with the LTA account: JSON {"user","password"} or user=/password= lines' })
+      // Read from TOKENPOOL_LTA_USER / TOKENPOOL_LTA_PASSWORD only; declared so that .strict() accepts them.
+      .option('lta-user', { type: 'string', hidden: true })
+      .option('lta-password', { type: 'string', hidden: true })
       .option('watch', { type: 'boolean', default: false, describe: 'Keep polling until no token is staging' })
       .option('interval', { type: 'string', default: '5m', describe: 'Time between polls with --watch' })
       .option('deadline', { type: 'string', describe: 'Give up on files not online this long after the request (e.g. 3d): their tokens become error "not staged"' })
@@ -66,6 +69,9 @@ export const stageCommand: CommandModule<object, StageArgs> = {
 function makeBackend(args: StageArgs): StagingBackend {
   const method = args.method ?? (args.ltaUrl ? 'lta' : 'gfal');
   if (method === 'gfal') return gfalBackend(parseDuration(args.pinLifetime, '--pin-lifetime'), process.env);
+  if (process.argv.some((a) => /^--lta-?password/i.test(a))) {
+    throw new InputError('the LTA password must not be given on the command line', 'Set TOKENPOOL_LTA_PASSWORD or use --lta-credentials FILE (0600).');
+  }
   if (!args.ltaUrl) throw new InputError('--method lta needs --lta-url', 'e.g. --lta-url https://webportal.astron.nl/service-public/xmlrpc');
   if (/^[a-z]+:\/\/[^/]*@/i.test(args.ltaUrl)) {
     throw new InputError('--lta-url must not contain a user or password', 'Give the account in TOKENPOOL_LTA_USER/TOKENPOOL_LTA_PASSWORD or --lta-credentials FILE.');

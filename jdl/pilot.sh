@@ -3,7 +3,7 @@
 #
 # It finds a Node.js >= 20, makes a private scratch directory, runs the self-contained agent bundle
 # (tokenpool-agent.mjs) in it with the batch job's environment, passes SIGTERM/SIGINT/SIGHUP on to the
-# agent (so that a walltime warning or scancel puts the current token back), and removes the scratch
+# agent as SIGTERM (so that a walltime warning or scancel puts the current token back), removes the scratch
 # directory on exit. Arguments are passed to `tokenpool agent` unchanged; every agent flag can also be
 # set as TOKENPOOL_<FLAG> in the environment. Secrets never appear here: the agent reads the database
 # URL and its account from the credentials file.
@@ -128,11 +128,12 @@ cleanup() {
 }
 # shellcheck disable=SC2317 # called from a trap
 forward() {
-  # Pass the signal on once: the agent puts its token back and exits; a second signal would hurry it.
+  # Pass it on once, as TERM (the agent's stop signal): the agent stops its step, puts the token
+  # back and exits.
   if [ -z "$stopping" ] && [ -n "$child" ]; then
     stopping=1
     say "received $1; asking the agent to stop"
-    kill -s "$1" "$child" 2>/dev/null
+    kill -s TERM "$child" 2>/dev/null
   fi
 }
 trap cleanup EXIT

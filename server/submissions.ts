@@ -6,7 +6,8 @@
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { Pool } from './client.js';
-import { withDb, httpStatus } from './db-errors.js';
+import { withDb, httpStatus, isNotFound } from './db-errors.js';
+import { DatabaseError } from './errors.js';
 import { TOKENPOOL_DDOC } from './design.js';
 import { nowSeconds } from './token.js';
 import { slurmClusterName, squeueStates, type ArrayJobStates } from './slurm.js';
@@ -79,11 +80,24 @@ export async function saveSubmission(pool: Pool, submission: Submission): Promis
   return { ...submission, _rev: res.rev };
 }
 
+/** A tokenpool view query; a 404 names both causes, a missing database or design documents older than this code. */
+export async function queryView(pool: Pool, view: string, params: Record<string, unknown>, action: string) {
+  return withDb(pool, action, async () => {
+    try {
+      return await pool.db.view(TOKENPOOL_DDOC, view, params);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+      throw new DatabaseError(
+        `${pool.displayUrl} has no view ${TOKENPOOL_DDOC}/${view}: the database does not exist or its design documents are older than this tokenpool`,
+        'Run: tokenpool db init --db URL --credentials ADMIN_FILE (it only adds what is missing).',
+      );
+    }
+  });
+}
+
 /** Submissions, newest first. */
 export async function listSubmissions(pool: Pool, opts: { limit?: number } = {}): Promise<Submission[]> {
-  const res = await withDb(pool, 'read submission records', () =>
-    pool.db.view(TOKENPOOL_DDOC, 'submissions', { descending: true, include_docs: true, ...(opts.limit ? { limit: opts.limit } : {}) }),
-  );
+  const res = await queryView(pool, 'submissions', { descending: true, include_docs: true, ...(opts.limit ? { limit: opts.limit } : {}) }, 'read submission records');
   return res.rows.map((r) => r.doc as unknown).filter(isSubmission);
 }
 
@@ -109,9 +123,7 @@ export interface StateOptions {
 
 /** The live state of every submission not yet known to be finished. */
 export async function activeSubmissionStates(pool: Pool, opts: StateOptions = {}): Promise<SubmissionState[]> {
-  const res = await withDb(pool, 'read submission records', () =>
-    pool.db.view(TOKENPOOL_DDOC, 'submission_pilots', { reduce: false, include_docs: true, startkey: ['active'], endkey: ['active', {}] }),
-  );
+  const res = await queryView(pool, 'submission_pilots', { reduce: false, include_docs: true, startkey: ['active'], endkey: ['active', {}] }, 'read submission records');
   const active = res.rows.map((r) => r.doc as unknown).filter(isSubmission);
   const slurm = active.some((s) => s.backend === 'slurm') ? await readSlurm(opts.env) : null;
   const states: SubmissionState[] = [];
@@ -126,9 +138,7 @@ export async function activeSubmissionStates(pool: Pool, opts: StateOptions = {}
 /** Pilots queued, running, finished (all time) and unknown, over every submission in the pool. */
 export async function pilotCounts(pool: Pool, opts: StateOptions = {}): Promise<PilotCounts> {
   // Read the finished sum first: reading the active ones may mark some finished, which must count once.
-  const finished = await withDb(pool, 'read submission records', () =>
-    pool.db.view(TOKENPOOL_DDOC, 'submission_pilots', { group_level: 1, startkey: ['finished'], endkey: ['finished', {}] }),
-  );
+  const finished = await queryView(pool, 'submission_pilots', { group_level: 1, startkey: ['finished'], endkey: ['finished', {}] }, 'read submission records');
   const total: PilotCounts = { queued: 0, running: 0, finished: finished.rows.reduce((sum, r) => sum + Number(r.value ?? 0), 0), unknown: 0 };
   for (const { counts } of await activeSubmissionStates(pool, opts)) {
     total.queued += counts.queued;

@@ -5,9 +5,7 @@
  * can be restarted at any time or run one round at a time (--once) from crontab or scrontab.
  */
 import type { Pool } from '../../server/client.js';
-import { withDb } from '../../server/db-errors.js';
-import { TOKENPOOL_DDOC } from '../../server/design.js';
-import { activeSubmissionStates, type Submission } from '../../server/submissions.js';
+import { activeSubmissionStates, queryView, type Submission } from '../../server/submissions.js';
 import { nowSeconds } from '../../server/token.js';
 import { printLine } from '../output.js';
 
@@ -21,13 +19,12 @@ export interface Demand {
 /** Reads the two agent views with a limit: cheap on a large pool. */
 export async function poolDemand(pool: Pool, cap: number): Promise<Demand> {
   const now = nowSeconds();
-  const [todo, expired, leases] = await withDb(pool, 'count claimable tokens', () =>
-    Promise.all([
-      pool.db.view(TOKENPOOL_DDOC, 'claimable', { limit: cap }),
-      pool.db.view(TOKENPOOL_DDOC, 'leases', { endkey: now, limit: cap }),
-      pool.db.view(TOKENPOOL_DDOC, 'leases', { limit: 0 }),
-    ]),
-  );
+  const action = 'count claimable tokens';
+  const [todo, expired, leases] = await Promise.all([
+    queryView(pool, 'claimable', { limit: cap }, action),
+    queryView(pool, 'leases', { endkey: now, limit: cap }, action),
+    queryView(pool, 'leases', { limit: 0 }, action),
+  ]);
   return { claimable: Math.min(cap, todo.rows.length + expired.rows.length), active: leases.total_rows };
 }
 

@@ -4,7 +4,7 @@ import { openPool, readCredentialsFile, type Pool } from '../../server/client.js
 import { InputError } from '../../server/errors.js';
 import { withPoolOptions, type PoolArgs } from '../pool-options.js';
 import { DEFAULT_BUNDLE } from './submit-template.js';
-import { checkAgentArgs, checkPilotCredentials, type PilotCredentials } from './submit-credentials.js';
+import { checkPassThroughArgs, checkPilotCredentials, type PilotCredentials } from './submit-credentials.js';
 
 export interface CommonSubmitArgs extends PoolArgs {
   count?: number;
@@ -53,7 +53,7 @@ export async function prepareSubmission(args: CommonSubmitArgs & { auto?: boolea
   const offline = args.dryRun && !args.auto;
   const creds = await checkPilotCredentials(args.pilotCredentials, { login: !offline });
   if (!Number.isFinite(args.idleExit) || args.idleExit < 0) throw new InputError(`--idle-exit must be a number of seconds, got ${args.idleExit}`);
-  const agentArgs = checkAgentArgs(args._.slice(depth).map(String));
+  const agentArgs = checkPassThroughArgs(args._.slice(depth).map(String));
   const submitterFile = args.credentials ? readCredentialsFile(args.credentials) : null;
   const pool = openPool({
     db: args.db ?? submitterFile?.url ?? creds.url,

@@ -4,6 +4,7 @@
  * (Slurm); its contents never go into a script, JDL, argument list or log. Before submitting, we
  * check that it opens the pool and that the account can claim tokens and nothing more.
  */
+import fs from 'node:fs';
 import path from 'node:path';
 import { openPool, readCredentialsFile } from '../../server/client.js';
 import { InputError } from '../../server/errors.js';
@@ -22,6 +23,12 @@ export interface PilotCredentials {
 /** Reads and checks the file; with `login`, also logs in and checks the account's roles. */
 export async function checkPilotCredentials(file: string, opts: { login: boolean }): Promise<PilotCredentials> {
   const abs = path.resolve(file);
+  if (!fs.existsSync(abs)) {
+    throw new InputError(
+      `pilot credentials file not found: ${abs}`,
+      'Make one with: tokenpool db user add pilot --role agent --out pilot.json --db URL --credentials ADMIN_FILE',
+    );
+  }
   const creds = readCredentialsFile(abs);
   if (!creds.url) {
     throw new InputError(
@@ -70,7 +77,7 @@ export function batchClientEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.Pro
 }
 
 /** Agent arguments passed through to pilots (after `--`) must not carry a secret: they are visible in ps. */
-export function checkAgentArgs(args: readonly string[]): string[] {
+export function checkPassThroughArgs(args: readonly string[]): string[] {
   for (const a of args) {
     if (/^--(password|user|credentials|db)(=|$)/.test(a)) {
       throw new InputError(

@@ -1,0 +1,139 @@
+/**
+ * Transfer throughput on loopback against nginx (WebDAV): stage-in (GET) and stage-out (PUT) of a
+ * 1 GiB file with the built-in client (adler32 computed on the way), gfal-copy and curl side by
+ * side, and adler32 speed. Writes bench-results/transfer.json. Big files are deleted afterwards.
+ */
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { adler32File, adler32Update, ADLER32_INITIAL } from '../agent/node/adler32.js';
+import { httpTransfer } from '../agent/node/transfer/http.js';
+import { startNginx } from '../test/helpers/nginx.js';
+
+const SIZE = Number(process.env.BENCH_TRANSFER_BYTES ?? 1 << 30);
+const RUNS = Number(process.env.BENCH_TRANSFER_RUNS ?? 3);
+
+function mbps(bytes: number, ms: number): number {
+  return Math.round((bytes / 1e6 / (ms / 1000)) * 10) / 10;
+}
+
+async function timed(fn: () => Promise<unknown> | unknown): Promise<number> {
+  const t = performance.now();
+  await fn();
+  return performance.now() - t;
+}
+
+type Result = { mb_s: number; runs_mb_s: number[] } | null;
+
+/**
+ * Runs the contenders in turns (a, b, c, a, b, c, …) so that changing load on a shared machine
+ * hits them alike; reports the best run of each.
+ */
+async function compare(contenders: Record<string, ((run: number) => Promise<unknown> | unknown) | null>, before?: () => void): Promise<Record<string, Result>> {
+  const runs: Record<string, number[]> = {};
+  for (let i = 0; i < RUNS; i++) {
+    for (const [name, fn] of Object.entries(contenders)) {
+      if (!fn) continue;
+      before?.();
+      (runs[name] ??= []).push(mbps(SIZE, await timed(() => fn(i))));
+    }
+  }
+  return Object.fromEntries(Object.keys(contenders).map((name) => [name, runs[name] ? { mb_s: Math.max(...runs[name]!), runs_mb_s: runs[name]! } : null]));
+}
+
+const have = (tool: string) => {
+  try {
+    execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+const nginx = await startNginx();
+const work = fs.mkdtempSync(path.join(os.tmpdir(), 'tokenpool-bench-transfer-'));
+const gfalEnv = { ...process.env, GFAL_PYTHONBIN: process.env.GFAL_PYTHONBIN ?? '/usr/bin/python3' };
+try {
+  // Incompressible content, written in 16 MiB blocks.
+  const source = path.join(nginx.root, 'big.dat');
+  const block = randomBytes(16 << 20);
+  const fd = fs.openSync(source, 'w');
+  for (let written = 0; written < SIZE; written += block.length) fs.writeSync(fd, block, 0, Math.min(block.length, SIZE - written));
+  fs.closeSync(fd);
+  const local = path.join(work, 'local.dat');
+  fs.copyFileSync(source, local);
+  const url = `${nginx.url}/big.dat`;
+  const dest = path.join(work, 'in.dat');
+  const signal = new AbortController().signal;
+  const http = httpTransfer();
+  const clear = () => fs.rmSync(dest, { force: true });
+
+  // adler32: in memory (the pure computation) and over the file (with reads from the page cache).
+  const mem = Buffer.alloc(256 << 20);
+  for (let i = 0; i < mem.length; i += block.length) block.copy(mem, i);
+  let sum = ADLER32_INITIAL;
+  sum = adler32Update(ADLER32_INITIAL, mem); // warm-up: optimised code
+  const cpu = process.cpuUsage();
+  const memMs = await timed(() => {
+    for (let r = 0; r < 4; r++) sum = adler32Update(ADLER32_INITIAL, mem);
+  });
+  const cpuUsed = process.cpuUsage(cpu);
+  const cpuMs = (cpuUsed.user + cpuUsed.system) / 1000;
+  const fileSum = await adler32File(local);
+  const fileMs = await timed(() => adler32File(local));
+  const reference = execFileSync('python3', ['-c', 'import sys, zlib\nv=1\nwith open(sys.argv[1], "rb") as f:\n  for b in iter(lambda: f.read(1<<24), b""): v = zlib.adler32(b, v)\nprint("%08x" % v)', local]).toString().trim();
+
+  const stageIn = await compare(
+    {
+      builtin: () => http.download(url, dest, { signal }),
+      curl: have('curl') ? () => execFileSync('curl', ['-sSf', '-o', dest, url]) : null,
+      gfal_copy: have('gfal-copy') ? () => execFileSync('gfal-copy', ['-f', url, `file://${dest}`], { env: gfalEnv, stdio: 'ignore' }) : null,
+    },
+    clear,
+  );
+  clear();
+  const builtinIn = await http.download(url, dest, { signal });
+  clear();
+
+  const put = (name: string, i: number) => `${nginx.url}/out/${name}-${i}.dat`;
+  const outDir = path.join(nginx.root, 'out');
+  const stageOut = await compare(
+    {
+      builtin: (i) => http.upload(local, put('builtin', i), { signal }),
+      curl: have('curl') ? (i) => execFileSync('curl', ['-sSf', '-T', local, put('curl', i)]) : null,
+      gfal_copy: have('gfal-copy') ? (i) => execFileSync('gfal-copy', ['-f', `file://${local}`, put('gfal', i)], { env: gfalEnv, stdio: 'ignore' }) : null,
+    },
+    // Uploaded copies go at once: several GiB of them would only fill the disk.
+    () => fs.rmSync(outDir, { recursive: true, force: true }),
+  );
+
+  const ratio = (a: Result | undefined, b: Result | undefined) => (a && b ? Math.round((a.mb_s / b.mb_s) * 100) / 100 : null);
+  const result = {
+    bench: 'transfer',
+    date: new Date().toISOString(),
+    host: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version },
+    file_bytes: SIZE,
+    adler32: {
+      memory_mb_s: mbps(4 * mem.length, memMs),
+      /** per CPU second: what the code does when it has a core (the machine may be shared) */
+      memory_mb_per_cpu_s: mbps(4 * mem.length, cpuMs),
+      file_mb_s: mbps(SIZE, fileMs),
+      matches_python_zlib: fileSum.adler32 === reference && builtinIn.adler32 === reference,
+      value: fileSum.adler32,
+      memory_value: sum.toString(16),
+    },
+    stage_in: stageIn,
+    stage_out: stageOut,
+    builtin_vs_curl: { stage_in: ratio(stageIn.builtin, stageIn.curl), stage_out: ratio(stageOut.builtin, stageOut.curl) },
+    load_average: os.loadavg().map((l) => Math.round(l * 10) / 10),
+    targets: { builtin_vs_curl: 0.8, adler32_mb_s: 1000 },
+  };
+  fs.mkdirSync('bench-results', { recursive: true });
+  fs.writeFileSync('bench-results/transfer.json', JSON.stringify(result, null, 2) + '\n');
+  process.stdout.write(JSON.stringify(result, null, 2) + '\n');
+} finally {
+  await nginx.close();
+  fs.rmSync(work, { recursive: true, force: true });
+}

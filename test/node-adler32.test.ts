@@ -1,0 +1,46 @@
+/** adler32 against an independent implementation (Python's zlib): odd offsets and lengths, worst-case bytes, chunking. */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+import { Adler32, adler32File, adler32Hex, adler32Update, ADLER32_INITIAL } from '../agent/node/adler32.js';
+
+function zlibAdler32(buf: Buffer): string {
+  return execFileSync('python3', ['-c', 'import sys, zlib; print("%08x" % zlib.adler32(sys.stdin.buffer.read()))'], { input: buf }).toString().trim();
+}
+
+test('matches zlib on random data at every alignment and many lengths', () => {
+  const data = randomBytes(3 << 20);
+  for (const [offset, length] of [[0, 0], [0, 1], [1, 3], [2, 47], [3, 48], [1, 5552], [3, 5553], [0, 65536 + 7], [1, 3 << 20 - 1], [2, (3 << 20) - 2]] as const) {
+    const slice = data.subarray(offset, offset + length);
+    assert.equal(adler32Hex(adler32Update(ADLER32_INITIAL, slice)), zlibAdler32(Buffer.from(slice)), `offset ${offset} length ${length}`);
+  }
+});
+
+test('worst case (all 0xff) does not overflow', () => {
+  const ones = Buffer.alloc(5 << 20, 0xff);
+  assert.equal(adler32Hex(adler32Update(ADLER32_INITIAL, ones)), zlibAdler32(ones));
+});
+
+test('streaming in uneven chunks gives the same sum; files too', async () => {
+  const data = randomBytes(1 << 20);
+  const sum = new Adler32();
+  for (let i = 0; i < data.length; ) {
+    const n = 1 + ((i * 7919) % 70001);
+    sum.update(data.subarray(i, i + n));
+    i += n;
+  }
+  const expected = zlibAdler32(data);
+  assert.equal(sum.hex, expected);
+  assert.equal(sum.size, data.length);
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'tokenpool-adler-')), 'f');
+  fs.writeFileSync(file, data);
+  try {
+    assert.deepEqual(await adler32File(file), { adler32: expected, size: data.length });
+  } finally {
+    fs.rmSync(path.dirname(file), { recursive: true, force: true });
+  }
+});

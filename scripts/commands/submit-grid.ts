@@ -100,13 +100,14 @@ export function stageGridSubmission(args: GridArgs, creds: PilotCredentials, age
   };
 }
 
-/** Job ids in a submit tool's output: DIRAC prints "JobID = 123" or "JobID = [123, 124]", gLite one https URL per job. */
+/** Job ids in a submit tool's output: DIRAC prints "JobID = 123" or "JobID = [123, 124]", gLite the job's https URL. */
 export function parseJobIds(backend: GridBackend, output: string): string[] {
   if (backend === 'dirac') {
     const m = /JobID\s*=\s*\[?([\d,\s]+)\]?/.exec(output);
     return m ? m[1]!.split(/[,\s]+/).filter(Boolean) : [];
   }
-  return [...new Set(output.match(/https:\/\/[^\s"'<>]+:\d+\/[^\s"'<>]+/g) ?? [])];
+  // A job id stands alone on its line; the WMProxy endpoint the client names shares a line with text.
+  return [...new Set([...output.matchAll(/^\s*(https:\/\/[^\s/]+:\d+\/[A-Za-z0-9_-]+)\s*$/gm)].map((m) => m[1]!))];
 }
 
 function runSubmitTool(command: string[], cwd: string): Promise<string> {

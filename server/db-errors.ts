@@ -17,6 +17,9 @@ export interface DbErrorContext {
   authenticated?: boolean;
 }
 
+/** The `role` to name when an action needs CouchDB's server admin rather than a pool role. */
+export const SERVER_ADMIN = 'server admin';
+
 const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ECONNRESET', 'ETIMEDOUT', 'EAI_AGAIN', 'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT']);
 
 export function httpStatus(err: unknown): number | undefined {
@@ -61,7 +64,9 @@ export function translateDbError(err: unknown, ctx: DbErrorContext): TokenpoolEr
       if (reason.startsWith('invalid token')) return new DatabaseError(`the pool refused to ${ctx.action}: ${reason}`);
       return new DatabaseError(
         `your account lacks the role ${ctx.role ?? ROLES.manager} needed to ${ctx.action} on ${ctx.url} (${reason})`,
-        `Ask a pool manager to run: tokenpool db user add NAME --role ${roleKey(ctx.role)}`,
+        ctx.role === SERVER_ADMIN
+          ? 'Use the server admin credentials (the embedded server keeps them in admin.json in its data directory).'
+          : `Ask a pool manager to run: tokenpool db user add NAME --role ${roleKey(ctx.role)}`,
       );
     case 404:
       return new DatabaseError(`database ${ctx.url} does not exist (${reason})`, 'Create it with: tokenpool db init --db URL --credentials ADMIN_FILE');

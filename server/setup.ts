@@ -4,7 +4,7 @@
  * a view makes CouchDB rebuild the index (minutes for a large pool).
  */
 import type { Pool } from './client.js';
-import { withDb, httpStatus, isConflict } from './db-errors.js';
+import { withDb, httpStatus, isConflict, SERVER_ADMIN } from './db-errors.js';
 import { designDocs, type DesignDoc } from './design.js';
 import { securityObject, ROLES, type SecurityObject } from './security.js';
 
@@ -29,7 +29,18 @@ export async function initDatabase(pool: Pool): Promise<InitReport> {
   return { db: pool.displayUrl, database, designDocs: installed, security };
 }
 
+/** Looks before creating: a pool manager (a database admin, not a server admin) may re-run init on an existing pool. */
 async function createDatabase(pool: Pool): Promise<InitReport['database']> {
+  const exists = await withDb(pool, 'read the database', async () => {
+    try {
+      await pool.db.info();
+      return true;
+    } catch (err) {
+      if (httpStatus(err) === 404) return false;
+      throw err;
+    }
+  });
+  if (exists) return 'existed';
   return withDb(
     pool,
     'create the database',
@@ -42,7 +53,7 @@ async function createDatabase(pool: Pool): Promise<InitReport['database']> {
         throw err;
       }
     },
-    { role: 'server admin' },
+    { role: SERVER_ADMIN },
   );
 }
 

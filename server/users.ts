@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import type { Pool } from './client.js';
 import { InputError } from './errors.js';
-import { isNotFound, withDb } from './db-errors.js';
+import { isNotFound, withDb, SERVER_ADMIN } from './db-errors.js';
 import { registerSecret } from './redact.js';
 import { ROLES, type RoleName } from './security.js';
 
@@ -70,7 +70,7 @@ export async function upsertUser(pool: Pool, name: string, role: RoleName, passw
       await pool.server.request({ db: '_users', doc: id, method: 'PUT', body: doc });
       return existing ? 'updated' : 'created';
     },
-    { role: 'server admin' },
+    { role: SERVER_ADMIN },
   );
 }
 
@@ -88,7 +88,7 @@ export async function listUsers(pool: Pool): Promise<UserInfo[]> {
         .map((r) => ({ name: r.doc?.name ?? '', roles: r.doc?.roles ?? [] }))
         .filter((u) => u.name && u.roles.some((r) => TOKENPOOL_ROLES.has(r)));
     },
-    { role: 'server admin' },
+    { role: SERVER_ADMIN },
   );
 }
 

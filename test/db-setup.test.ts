@@ -182,6 +182,10 @@ test('roles: an agent cannot change a design document or delete a token, a viewe
   assert.ok((await manager.db.destroy(latest._id, latest._rev!)).ok);
   const mddoc = await manager.db.get('_design/Monitor');
   assert.ok((await manager.db.insert({ ...mddoc, views: { ...(mddoc.views as object) } } as never)).ok);
+  // A manager (database admin, not server admin) may re-run init on an existing pool.
+  const reinit = await runCli(['db', 'init', '--db', dbUrl, '--credentials', path.join(tmp, 'manager1.json'), '--json']);
+  assert.equal(reinit.code, 0, reinit.stderr);
+  assert.ok(JSON.parse(reinit.stdout).designDocs.every((d: { action: string }) => d.action === 'unchanged'));
 });
 
 test('CLI errors: unreachable server, wrong credentials, missing role; nothing written and no password shown', async () => {
@@ -210,9 +214,9 @@ test('CLI errors: unreachable server, wrong credentials, missing role; nothing w
   assert.match(denied.stderr, /your account lacks the role tokenpool_agent/);
   assert.equal(await docCount(admin), 3, 'only the design documents');
 
-  const initAsViewer = await runCli(['db', 'init', '--db', dbUrl, '--credentials', viewerFile]);
-  assert.notEqual(initAsViewer.code, 0);
-  assert.match(initAsViewer.stderr, /lacks the role/);
+  const initAsViewer = await runCli(['db', 'init', '--db', server.newDbUrl('viewer'), '--credentials', viewerFile]);
+  assert.equal(initAsViewer.code, 3);
+  assert.match(initAsViewer.stderr, /lacks the role server admin needed to create the database/);
 
   for (const r of [add, unreachable, wrong, denied, initAsViewer]) {
     for (const secret of ['viewer-secret-pw-4711', server.admin.password]) {

@@ -143,6 +143,7 @@ test('bad input is refused with the line or field named, a non-zero exit, and no
     assert.notEqual(r.code, 0, `${args.join(' ')} should fail`);
     assert.match(r.stderr, message, args.join(' '));
     assert.equal(await docCount(pool), before, `${args.join(' ')} wrote nothing`);
+    assert.ok(!(r.stdout + r.stderr).includes(server.admin.password), 'the password never appears in output');
   }
   const unknown = await runCli(['tokens', 'show', 'L1_nope_SB001', '--db', dbUrl], { env });
   assert.equal(unknown.code, 1);

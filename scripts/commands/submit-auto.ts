@@ -8,6 +8,7 @@ import type { Pool } from '../../server/client.js';
 import { activeSubmissionStates, queryView, type Submission } from '../../server/submissions.js';
 import { nowSeconds } from '../../server/token.js';
 import { printLine } from '../output.js';
+import { redactText } from '../../server/redact.js';
 
 export interface Demand {
   /** Tokens an agent could claim now (todo, or with an expired lease), counted up to a cap */
@@ -85,7 +86,18 @@ export async function runAutopilot(opts: AutopilotOptions): Promise<void> {
   process.once('SIGTERM', stop);
   try {
     for (;;) {
-      const round = await autopilotRound(opts);
+      let round: Round;
+      try {
+        round = await autopilotRound(opts);
+      } catch (err) {
+        // A busy controller or an unreachable database should not end a long-running autopilot:
+        // the next round looks again. One round alone (--once) reports the failure to cron.
+        if (opts.once) throw err;
+        process.stderr.write(redactText(`warning: autopilot round failed (${err instanceof Error ? err.message : String(err)}); retrying in ${opts.intervalS} s\n`));
+        await sleep(opts.intervalS * 1000, controller.signal);
+        if (controller.signal.aborted) return;
+        continue;
+      }
       report(round, opts.json);
       if (round.drained || opts.once || controller.signal.aborted) return;
       await sleep(opts.intervalS * 1000, controller.signal);

@@ -122,7 +122,7 @@ describe('runtimes', () => {
     assert.equal(r.stdout.trim(), 'isolated');
     assert.equal(fs.readFileSync(path.join(ctx.scratchDir, 'marker.txt'), 'utf8'), 'lofar-rootfs-2024.1\n');
     assert.equal(fs.readFileSync(path.join(ctx.scratchDir, 'pwd.txt'), 'utf8').trim(), ctx.scratchDir);
-    const facts = await wn.provenance(ctx);
+    const facts = (await wn.provenance(ctx)).software as Record<string, unknown>;
     assert.equal(facts.runtime, 'bwrap');
     assert.deepEqual({ ...(facts.image as object), mtime: undefined, size: undefined }, {
       path: image,
@@ -146,7 +146,7 @@ describe('runtimes', () => {
       assert.equal(r.stdout, 'step ran\n');
       const sif = path.join(cvmfs, REPO, 'lofar', 'lofar.sif');
       assert.deepEqual(fs.readFileSync(record, 'utf8').trim().split('\n'), ['exec', '--bind', ctx.scratchDir, '--bind', '/data/shared', '--pwd', ctx.scratchDir, sif, '/bin/sh', '-c', 'echo step ran']);
-      assert.equal((await wn.provenance(ctx)).runtime, 'apptainer');
+      assert.equal(((await wn.provenance(ctx)).software as { runtime: string }).runtime, 'apptainer');
     } finally {
       process.env.PATH = savedPath;
     }
@@ -179,7 +179,7 @@ describe('node-local image cache', () => {
       const { createLogger } = await import(${JSON.stringify(NODE_MODULE.replace(/agent\/node\/index\.js$/, 'server/log.js'))});
       const wn = createWorkerNode({ image: ${JSON.stringify(image)}, cvmfsRoot: ${JSON.stringify(cvmfs)}, imageCache: ${JSON.stringify(cacheDir)}, runtime: 'auto' }, createLogger('child', { level: 'silent', pretty: false }));
       await wn.preflight();
-      process.stdout.write(JSON.stringify(await wn.provenance({ scratchDir: '/nowhere' })));
+      process.stdout.write(JSON.stringify((await wn.provenance({ scratchDir: '/nowhere' })).software));
     `;
     return new Promise((resolve, reject) => {
       const child = spawn(process.execPath, ['--input-type=module', '-e', code], { env: { ...process.env, PATH: `${standIns}:${savedPath}` }, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -213,7 +213,7 @@ describe('node-local image cache', () => {
       const use = async (name: string) => {
         const wn = node({ image: `/cvmfs/${REPO}/lofar/${name}`, imageCache: cacheDir, imageCacheSize: '30M' });
         await wn.preflight();
-        return ((await wn.provenance(context())).image as { cache: { path: string } }).cache.path;
+        return (((await wn.provenance(context())).software as { image: { cache: { path: string } } }).image).cache.path;
       };
       const other = await use('other.sif');
       const third = await use('third.sif');

@@ -121,12 +121,16 @@ export class GridWorkerNode implements WorkerNode {
     });
   }
 
+  /**
+   * The agent spreads these onto the token's top level: `software` (runtime and image identity)
+   * and `proxy` (subject and expiry only). Not `image`: that is the token's own field.
+   */
   async provenance(ctx: PhaseContext): Promise<Record<string, unknown>> {
-    const software = this.tokenSoftware.get(ctx.scratchDir) ?? this.agentSoftware;
-    const facts: Record<string, unknown> = { runtime: software?.runtime ?? 'none' };
-    if (software?.image) {
-      const { image, cached } = software;
-      facts.image = {
+    const used = this.tokenSoftware.get(ctx.scratchDir) ?? this.agentSoftware;
+    const software: Record<string, unknown> = { runtime: used?.runtime ?? 'none' };
+    if (used?.image) {
+      const { image, cached } = used;
+      software.image = {
         path: image.requested,
         ...(image.path !== image.requested ? { located: image.path } : {}),
         kind: image.kind,
@@ -136,6 +140,7 @@ export class GridWorkerNode implements WorkerNode {
         ...(cached ? { cache: { path: cached.path, how: cached.how } } : {}),
       };
     }
+    const facts: Record<string, unknown> = { software };
     if (this.proxy) facts.proxy = { subject: this.proxy.subject, expires: this.proxy.notAfter.toISOString() };
     return facts;
   }

@@ -62,7 +62,7 @@ export function renderStatus(s: StatusSummary, table: (rows: (string | number)[]
   if (s.failures.length > 0) {
     out.push('', 'Failures:');
     const f: (string | number)[][] = [['COUNT', 'OBSID', 'STEP', 'EXIT', 'REASON', 'EXAMPLES']];
-    for (const g of s.failures) f.push([g.count, g.obsid, g.step, g.exitCode ?? '—', g.reason, g.examples.join(' ')]);
+    for (const g of s.failures) f.push([g.count, g.obsid, g.step, g.exitCode ?? '—', g.reason, g.examples.join(' ') || '…']);
     out.push(table(f));
     if (s.failuresOmitted > 0) out.push(`… and ${s.failuresOmitted} smaller groups.`);
     out.push('Logs and reset commands: tokenpool failures' + (s.filter.obsid ? ` --obsid ${s.filter.obsid}` : '') + (s.filter.step ? ` --step ${s.filter.step}` : ''));

@@ -26,7 +26,7 @@ export async function statusSummary(reader: PoolReader, filter: StatusFilter, op
   const [steps, timeline, failures, pilots] = await Promise.all([
     progressCounts(reader, filter),
     doneTimeline(reader, filter, now, chartSeconds),
-    failureGroups(reader, filter, { maxGroups: opts.maxFailureGroups ?? 20 }),
+    failureGroups(reader, filter, { maxGroups: opts.maxFailureGroups ?? 20, exampleGroups: 8 }),
     opts.pilots ? opts.pilots() : Promise.resolve({ available: false, counts: {} }),
   ]);
 

@@ -73,7 +73,7 @@ function Failures({ s, onOpen }: { s: StatusSummary; onOpen: (id: string) => voi
           (g) => html`<tr data-testid="failure-group">
             <td class="n" data-testid="failure-count">${num(g.count)}</td><td>${g.obsid}</td><td>${g.step}</td><td class="n">${g.exitCode ?? '—'}</td>
             <td>${g.reason}</td>
-            <td>${g.examples.slice(0, 2).map((id) => html`<a href="#" class="example" onClick=${(e: Event) => (e.preventDefault(), onOpen(id))}>${id}</a> `)}</td>
+            <td>${g.examples.length === 0 && html`<span class="muted">see tokenpool failures</span>`}${g.examples.slice(0, 2).map((id) => html`<a href="#" class="example" onClick=${(e: Event) => (e.preventDefault(), onOpen(id))}>${id}</a> `)}</td>
           </tr>`,
         )}
       </tbody>

@@ -18,7 +18,7 @@ interface Change {
 }
 
 export function isChangesFeed(method: string, segments: string[], search: URLSearchParams): boolean {
-  if (segments.length !== 2 || segments[1] !== '_changes' || (method !== 'GET' && method !== 'POST')) return false;
+  if (segments.length !== 2 || segments[1] !== '_changes' || !['GET', 'HEAD', 'POST'].includes(method)) return false;
   const feed = search.get('feed');
   return (feed === 'longpoll' || feed === 'continuous') && !search.has('descending') && search.getAll('feed').length === 1;
 }
@@ -66,6 +66,13 @@ export class ChangesFeeds {
       return `${dbPath}?${p.toString()}`;
     };
 
+    if (method === 'HEAD') {
+      // The engine would hold a HEAD longpoll open for good: answer with the headers of the normal feed.
+      const reply = await callEngine(this.up, 'GET', path({ since: search.get('since') ?? '0', limit: '1' }), headers);
+      res.writeHead(reply.status === 401 && authenticated ? 403 : reply.status, { 'content-type': 'application/json', 'cache-control': 'must-revalidate' });
+      res.end();
+      return;
+    }
     let since = search.get('since') ?? '0';
     let sent = 0;
     // The backlog: a longpoll answers at once if there is any; a continuous feed streams it in batches.

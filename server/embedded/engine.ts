@@ -32,6 +32,9 @@ function buildPouch(opts: EngineOptions) {
 
 export async function startEngine(opts: EngineOptions): Promise<http.Server> {
   fs.mkdirSync(path.join(opts.dataDir, 'db'), { recursive: true });
+  // The config is rebuilt from admin.json at every start: an admin removed from there must not linger,
+  // and express-pouchdb re-saves an existing file on load, racing with the writes below.
+  fs.rmSync(path.join(opts.dataDir, 'engine-config.json'), { force: true });
   const PouchDB = buildPouch(opts);
   const expressPouchdb = require('express-pouchdb');
   const app = expressPouchdb(PouchDB, {
@@ -53,6 +56,12 @@ export async function startEngine(opts: EngineOptions): Promise<http.Server> {
 }
 
 async function main(): Promise<void> {
+  // PouchDB leaves some promises unhandled when a design document or database changes under a query
+  // in flight (seen in test/server-fuzz.test.ts). Node would end the process for it, losing an in-memory
+  // engine's data and failing every request in flight; only the racing request is affected otherwise.
+  process.on('unhandledRejection', (reason) => {
+    process.stderr.write(`unhandled rejection in the engine: ${reason instanceof Error ? reason.message : JSON.stringify(reason)}\n`);
+  });
   const opts = JSON.parse(process.env.TOKENPOOL_ENGINE_OPTIONS ?? '{}') as EngineOptions;
   delete process.env.TOKENPOOL_ENGINE_OPTIONS;
   const server = await startEngine(opts);

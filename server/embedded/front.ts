@@ -9,7 +9,8 @@ import { createHash } from 'node:crypto';
 import type { Logger } from '../log.js';
 import type { AdminCredentials } from './credentials.js';
 import { EngineSupervisor } from './supervisor.js';
-import { judge, pathSegments, type UserCtx, type Verdict } from './guard.js';
+import { isUserDbPath, judge, pathSegments, type UserCtx, type Verdict } from './guard.js';
+import { SecurityCache } from './access.js';
 import { callEngine, identityHeaders, type Upstream } from './upstream.js';
 import { ChangesFeeds, isChangesFeed } from './changes-feed.js';
 import { StoredReductions } from './stored-reduce.js';
@@ -39,6 +40,8 @@ export class Front {
   private readonly upstream: Upstream;
   private readonly feeds: ChangesFeeds;
   readonly reductions: StoredReductions;
+  private readonly security: SecurityCache;
+  private engineGeneration = 0;
 
   constructor(
     private readonly engine: EngineSupervisor,
@@ -49,6 +52,7 @@ export class Front {
     this.feeds = new ChangesFeeds(this.upstream, log);
     const adminAuth = 'Basic ' + Buffer.from(`${opts.admin.name}:${opts.admin.password}`).toString('base64');
     this.reductions = new StoredReductions(this.upstream, adminAuth, () => engine.generation, log);
+    this.security = new SecurityCache(this.upstream, adminAuth);
   }
 
   async listen(): Promise<AddressInfo> {
@@ -94,17 +98,31 @@ export class Front {
       sendJson(res, 401, { error: 'unauthorized', reason: 'Name or password is incorrect.' });
       return;
     }
-    const verdict: Verdict | null = judge(method, url, user);
+    const segments = pathSegments(url) ?? [];
+    let verdict: Verdict | null = judge(method, url, user);
+    if (!verdict && user.name !== null && !user.roles.includes('_admin') && isUserDbPath(segments)) {
+      if (this.engine.generation !== this.engineGeneration) {
+        // A restarted in-memory engine lost every database, security objects included.
+        this.security.forgetAll();
+        this.engineGeneration = this.engine.generation;
+      }
+      verdict = await this.security.check(user, method, segments);
+    }
     if (verdict) {
       drain(req);
       sendJson(res, verdict.status, { error: verdict.error, reason: verdict.reason });
       return;
     }
-    const segments = pathSegments(url) ?? [];
     const search = new URLSearchParams(url.includes('?') ? url.slice(url.indexOf('?') + 1) : '');
     const [db] = segments;
     if (db !== undefined && !db.startsWith('_') && segments.length === 1 && (method === 'PUT' || method === 'DELETE')) {
       this.reductions.forgetDb(db);
+      this.security.forget(db);
+    }
+    if (db !== undefined && segments[1] === '_security' && method === 'PUT') {
+      // Forget before and after the write: a check racing with it must not cache the old object.
+      this.security.forget(db);
+      res.on('finish', () => this.security.forget(db));
     }
     if (db !== undefined && isChangesFeed(method, segments, search)) {
       const body = method === 'POST' ? await readBody(req, MAX_FEED_BODY) : undefined;

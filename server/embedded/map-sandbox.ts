@@ -22,13 +22,13 @@ function toJSON(x) { return JSON.stringify(x); }
 function sum(values) { var s = 0; for (var i = 0; i < values.length; i++) s += values[i]; return s; }
 `;
 
-// Each document's rows; a map that throws keeps the rows it emitted before the throw, as the engine does.
+// Each document's rows; a document whose map throws contributes no rows (CouchDB and the engine agree).
 const RUN_BATCH = new vm.Script(`
 (function () {
   var out = [];
   for (var i = 0; i < __docs.length; i++) {
     __rows = [];
-    try { __map(JSON.parse(__docs[i])); } catch (e) {}
+    try { __map(JSON.parse(__docs[i])); } catch (e) { __rows = []; }
     out.push(__rows);
   }
   __rows = [];

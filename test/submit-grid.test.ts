@@ -16,7 +16,6 @@ import { addTokens, allTokens, freshPool, tempDir } from './helpers/agent.js';
 import { addPilotAccount, allCommandLines, buildBundle, PILOT_SH } from './helpers/pilot.js';
 import { waitFor } from './helpers/slurm.js';
 import { isSubmission } from '../server/submissions.js';
-import { ROLES } from '../server/security.js';
 
 let server: TestServer;
 let dir: string;
@@ -299,8 +298,8 @@ test('submit through a stand-in dirac-wms-job-submit, then run pilots as a WMS w
 
 test('a privileged or role-less pilot account is refused before anything is submitted', async () => {
   const tp = await freshPool(server);
-  const manager = await addPilotAccount(tp, dir, ROLES.manager);
-  const viewer = await addPilotAccount(tp, dir, ROLES.viewer);
+  const manager = await addPilotAccount(tp, dir, 'manager');
+  const viewer = await addPilotAccount(tp, dir, 'viewer');
   const wms = standInSubmitter('dirac-wms-job-submit', 'JobID = 1');
   for (const [account, message] of [
     [manager, /must not hold it/],

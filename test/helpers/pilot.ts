@@ -1,10 +1,10 @@
 /** Helpers for the submission tests: the pilot bundle built fresh, an agent-role account and its credentials file. */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ROLES } from '../../server/security.js';
+import type { RoleName } from '../../server/security.js';
+import { generatePassword, upsertUser, writeCredentialsFile } from '../../server/users.js';
 import type { TestPool } from './agent.js';
 
 /** The repository (dist/test/helpers/ is three levels below). */
@@ -25,14 +25,13 @@ export interface PilotAccount {
   file: string;
 }
 
-/** An account with only the agent role on the test server, and its credentials file. */
-export async function addPilotAccount(tp: TestPool, dir: string, role: string = ROLES.agent): Promise<PilotAccount> {
+/** An account with one tokenpool role (agent unless told) on the test server, and its credentials file, made as `db user add` makes them. */
+export async function addPilotAccount(tp: TestPool, dir: string, role: RoleName = 'agent'): Promise<PilotAccount> {
   const name = `pilot-${randomBytes(3).toString('hex')}`;
-  const password = `pw-${randomBytes(12).toString('hex')}`;
-  const id = `org.couchdb.user:${name}`;
-  await tp.pool.server.request({ db: '_users', doc: id, method: 'PUT', body: { _id: id, name, password, type: 'user', roles: [role] } });
+  const password = generatePassword();
+  await upsertUser(tp.pool, name, role, password);
   const file = path.join(dir, `${name}.json`);
-  fs.writeFileSync(file, JSON.stringify({ url: tp.dbUrl, name, password }), { mode: 0o600 });
+  writeCredentialsFile(file, { url: tp.dbUrl, name, password });
   return { name, password, file };
 }
 

@@ -1,26 +1,17 @@
 /**
- * Pilots queued/running, from submission records (server/submissions.ts, written separately). Loaded
- * at run time so status works on an installation without that module; a failure to count pilots
- * never hides the token status.
+ * Pilots queued/running from the submission records (server/submissions.ts). Read-only here: no
+ * submission is marked finished from a status query. A failure to count pilots (no squeue, an old
+ * pool without the view) never hides the token status; it only leaves the pilots line out.
  */
 import type { Pool } from '../client.js';
+import { pilotCounts } from '../submissions.js';
 import type { PilotCounts } from './types.js';
 
-const SUBMISSIONS_MODULE = '../submissions.js';
-
-type PilotCountsFn = (pool: Pool) => Promise<Record<string, number>>;
-
 export async function pilotCountsFor(pool: Pool): Promise<PilotCounts> {
-  let fn: PilotCountsFn | undefined;
   try {
-    fn = ((await import(SUBMISSIONS_MODULE)) as { pilotCounts?: PilotCountsFn }).pilotCounts;
-  } catch {
-    return { available: false, counts: {} };
-  }
-  if (!fn) return { available: false, counts: {} };
-  try {
-    const counts = await fn(pool);
-    return { available: true, counts: Object.fromEntries(Object.entries(counts).filter(([, n]) => typeof n === 'number')) };
+    const counts = { ...(await pilotCounts(pool, { markFinished: false })) };
+    const any = Object.values(counts).some((n) => n > 0);
+    return { available: any, counts: any ? counts : {} };
   } catch {
     return { available: false, counts: {} };
   }

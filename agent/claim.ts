@@ -1,7 +1,7 @@
 /**
- * Finding and taking work. A claimer reads a window of claimable rows (with their documents) and
- * tries them in its own random order, so that many agents do not all fight over the first row; on a
- * 409 it moves on to the next candidate of its window instead of re-querying. Tokens whose lease ran
+ * Finding and taking work. A claimer reads a window of claimable rows (with their documents) at a
+ * random offset and tries them in its own random order, so that many agents do not all fight over the
+ * first row; on a 409 it moves on to the next candidate of its window instead of re-querying. Tokens whose lease ran
  * out are candidates too. Every document is re-checked before the compare-and-swap write.
  */
 import type { Logger } from '../server/log.js';
@@ -27,6 +27,8 @@ export interface ClaimerOptions {
   source?: ClaimSource;
   /** rows read per query */
   window?: number;
+  /** the window starts at a random offset among this many first claimable rows */
+  spread?: number;
   /** re-query after this many milliseconds even when candidates are left */
   maxAgeMs?: number;
   /** read back each claim with its conflicts (needed on a CouchDB cluster with n > 1) */
@@ -60,12 +62,23 @@ export class Claimer {
   /** Malformed tokens we could not mark as error: not tried again by this agent. */
   private readonly refused = new Set<string>();
   private readonly window: number;
+  private readonly spread: number;
   private readonly maxAgeMs: number;
+  /** a window younger than this is tried to the end despite 409s */
+  private readonly freshMs: number;
+  private readonly expiredEveryMs: number;
+  private expiredCheckedAt = 0;
+  /** claimable rows in the view at the last query */
+  private claimableRows = 0;
   private readonly random: () => number;
 
   constructor(private readonly opts: ClaimerOptions) {
-    this.window = opts.window ?? 100;
-    this.maxAgeMs = opts.maxAgeMs ?? 5000;
+    this.window = opts.window ?? 10;
+    this.spread = opts.spread ?? 500;
+    this.maxAgeMs = opts.maxAgeMs ?? 2000;
+    this.freshMs = Math.min(250, this.maxAgeMs);
+    // Leases run out at the earliest a third of a lease after the last heartbeat: no need to look more often.
+    this.expiredEveryMs = Math.min(30_000, (opts.leaseSeconds * 1000) / 3);
     this.random = opts.random ?? Math.random;
   }
 
@@ -93,20 +106,35 @@ export class Claimer {
     this.candidates = [];
   }
 
-  /** Reads fresh candidates in random order (expired leases tried first); returns how many could be ours. */
+  /**
+   * Reads fresh candidates, in random order, expired leases first. The window starts at a random
+   * offset within the first `spread` claimable rows (the view's total_rows tells how many there
+   * are), so that concurrent agents mostly read different windows and rarely race for one token.
+   * Returns how many could be ours.
+   */
   private async refill(accept: (t: Token) => boolean): Promise<number> {
     const now = nowSeconds();
-    const [expired, fresh] = await Promise.all([this.queryExpired(now), this.queryClaimable(now)]);
+    const lookForExpired = Date.now() - this.expiredCheckedAt >= this.expiredEveryMs;
+    const [expired, fresh] = await Promise.all([lookForExpired ? this.queryExpired(now) : Promise.resolve([]), this.queryClaimable(now)]);
+    if (lookForExpired) this.expiredCheckedAt = Date.now();
     this.stats.queries++;
     shuffle(fresh, this.random);
     shuffle(expired, this.random);
     const all = [...fresh, ...expired].filter((d) => !this.refused.has(d._id));
-    this.candidates = all.filter((d) => {
-      const v = validateToken(d);
-      return !v.ok || (claimability(v.token, now) !== null && accept(d as unknown as Token));
-    });
+    // Malformed documents stay in, so that tryCandidate marks them.
+    this.candidates = all.filter((d) => !looksLikeToken(d) || (claimability(d as unknown as Token, now) !== null && accept(d as unknown as Token)));
     this.fetchedAt = Date.now();
+    if (this.candidates.length === 0 && !lookForExpired) {
+      // Nothing fresh for us: an idle agent must still see leases that ran out.
+      this.expiredCheckedAt = 0;
+      return this.refill(accept);
+    }
     return this.candidates.length;
+  }
+
+  private nextSkip(): number {
+    const room = Math.min(this.spread, this.claimableRows - this.window);
+    return room > 0 ? Math.floor(this.random() * room) : 0;
   }
 
   private async queryClaimable(now: number): Promise<Doc[]> {
@@ -132,7 +160,11 @@ export class Claimer {
       view = 'claimable_by_step';
       range = { startkey: [source.step], endkey: [source.step, {}] };
     }
-    const res = await db.view(design, view, { ...range, include_docs: true, limit, reduce: false });
+    // total_rows counts the whole view; a key range makes it an upper bound, so only the full view gets an offset.
+    const skip = Object.keys(range).length === 0 && !source.view ? this.nextSkip() : 0;
+    let res = await db.view(design, view, { ...range, include_docs: true, limit, skip, reduce: false });
+    if (res.rows.length === 0 && skip > 0) res = await db.view(design, view, { ...range, include_docs: true, limit, reduce: false });
+    if (typeof res.total_rows === 'number') this.claimableRows = res.total_rows;
     return res.rows.map((r) => r.doc as unknown as Doc).filter((d): d is Doc => !!d);
   }
 
@@ -172,6 +204,8 @@ export class Claimer {
     const written = await writeClaim(db, claimed);
     if (!written) {
       this.stats.conflicts++;
+      // Someone was faster: the rest of an old window is likely stale too, so read a fresh one.
+      if (Date.now() - this.fetchedAt > this.freshMs) this.candidates = [];
       return null;
     }
     if (this.opts.fence && !(await fence(db, written))) {
@@ -203,6 +237,11 @@ export class Claimer {
       log?.error({ token: doc._id, problems, err: String((err as Error).message ?? err) }, 'malformed token could not be marked as error; skipping it');
     }
   }
+}
+
+/** Cheap shape check before the full validation in tryCandidate. */
+function looksLikeToken(d: Doc): boolean {
+  return typeof d.status === 'string' && typeof d.lock === 'number' && typeof d.done === 'number' && (d.lease === null || typeof d.lease === 'object') && typeof d.requirements === 'object' && d.requirements !== null;
 }
 
 function splitView(name: string): [string, string] {

@@ -42,7 +42,7 @@ export function agentOptions<T>(y: Argv<T>): Argv<T & AgentArgs> {
     .option('grace', { type: 'number', default: 30, describe: 'Seconds between TERM and KILL when stopping a step' })
     .option('jitter', { type: 'number', default: 5, describe: 'Random delay before the first claim, at most this many seconds' })
     .option('poll', { type: 'number', default: 10, describe: 'Seconds between looks for work when none is claimable' })
-    .option('window', { type: 'number', default: 100, describe: 'Claimable rows read per query; the agent picks among them at random' })
+    .option('window', { type: 'number', default: 20, describe: 'Claimable rows read per query (at a random offset among the first 500); the agent tries them in random order' })
     .option('fence', {
       type: 'string',
       choices: ['auto', 'always', 'never'] as const,

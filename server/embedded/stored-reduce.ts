@@ -34,6 +34,7 @@ const CHANGES_BATCH = 2000;
 /** Above this many changed documents in one read, re-sorting beats inserting row by row. */
 const RESORT_THRESHOLD = 500;
 const MAX_INDEXES = 64;
+const MAX_MEMO = 256;
 const ANSWERED_PARAMS = new Set(['reduce', 'group', 'group_level', 'key', 'startkey', 'start_key', 'endkey', 'end_key', 'inclusive_end', 'descending', 'limit', 'skip']);
 
 /** The query, when every parameter is one this index answers exactly as the engine would; else null. */
@@ -120,6 +121,8 @@ class ReduceIndex {
   private seq: string | number = 0;
   /** _sum rows whose value the builtin refuses: the engine answers with its error then. */
   private unsummable = 0;
+  /** Answers already computed, valid until the rows change (dashboards repeat the same queries). */
+  private readonly answers = new Map<string, { rows: { key: JsonValue; value: JsonValue }[] }>();
   private running: Promise<void> | null = null;
   private queued: Promise<void> | null = null;
   /** Set when the design document changed under us: the index must be dropped. */
@@ -172,6 +175,7 @@ class ReduceIndex {
   }
 
   private apply(results: { id: string; deleted?: boolean; doc?: Record<string, unknown> & { _rev?: string } }[]): void {
+    if (results.length > 0) this.answers.clear();
     const mapped: { id: string; doc: string }[] = [];
     const changed = new Set<string>();
     for (const change of results) {
@@ -244,6 +248,17 @@ class ReduceIndex {
   }
 
   query(q: ViewQuery): { rows: { key: JsonValue; value: JsonValue }[] } {
+    const memo = JSON.stringify(q);
+    let answer = this.answers.get(memo);
+    if (!answer) {
+      answer = this.compute(q);
+      if (this.answers.size >= MAX_MEMO) this.answers.clear();
+      this.answers.set(memo, answer);
+    }
+    return answer;
+  }
+
+  private compute(q: ViewQuery): { rows: { key: JsonValue; value: JsonValue }[] } {
     let lo = 0;
     let hi = this.rows.length;
     if (q.key !== undefined) {

@@ -1,11 +1,14 @@
 #!/usr/bin/env node
-/** `tokenpool`: one CLI, one verb per module in ./commands. */
+/** `tokenpool`: one CLI, one verb per module in ./commands (only the verb being run is loaded). */
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { commands } from './commands/index.js';
+import { loadCommands } from './commands/index.js';
 import { reportFailure } from './output.js';
 
-const cli = yargs(hideBin(process.argv))
+const argv = hideBin(process.argv);
+const commands = await loadCommands(argv);
+
+const cli = yargs(argv)
   .scriptName('tokenpool')
   .usage('$0 <command> [options]\n\nA token pool (CouchDB) and pilot agent for LOFAR processing on the grid and on HPC.')
   // Every flag can also be set as TOKENPOOL_<FLAG> (e.g. TOKENPOOL_DB, TOKENPOOL_MAX_TIME).

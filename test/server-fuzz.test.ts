@@ -139,7 +139,7 @@ function* combinations(): Generator<{ who: Who; method: string; path: string; bo
         k++;
         const body = method === 'GET' || method === 'HEAD' ? undefined : BODIES[k % BODIES.length];
         const headers: Record<string, string> = { ...authHeaders(who) };
-        if (method === 'COPY') headers.destination = k % 2 ? 'copied-doc' : '../../etc';
+        if (method === 'COPY') headers.destination = ['copied-doc', '../../etc', '_design/copied', '%E0%A4%A'][k % 4]!;
         if (k % 11 === 0) headers['content-type'] = 'text/plain';
         if (k % 13 === 0) headers['x-couch-full-commit'] = 'true';
         if (k % 17 === 0) headers['if-match'] = '"1-garbage"';
@@ -247,6 +247,7 @@ test('the data written by the admin is intact after the fuzzing, and no one beca
   // Only database admins may write design documents (the fuzzed bodies try, in _bulk_docs too).
   assert.equal((await rawRequest(server.url, 'GET', `/${DB}/_design/evil`, { auth: server.admin })).status, 404);
   assert.equal((await rawRequest(server.url, 'GET', `/${DB}/_design/fresh`, { auth: server.admin })).status, 404);
+  assert.equal((await rawRequest(server.url, 'GET', `/${DB}/_design/copied`, { auth: server.admin })).status, 404);
 });
 
 test('huge headers and a huge URL are refused without harming the server', async () => {

@@ -35,13 +35,22 @@ export function accessOf(user: UserCtx, sec: SecurityObject): Access {
 }
 
 /** What a request inside a database needs beyond membership: database admin rights. */
-export function needsDbAdmin(method: string, segments: string[]): boolean {
+export function needsDbAdmin(method: string, segments: string[], destination?: string): boolean {
   const [, second] = segments;
+  if (method === 'COPY' && destination !== undefined && safeDecode(destination.split('?')[0]!).startsWith('_design')) return true;
   if (second === '_security') return method === 'PUT';
   if (second === '_compact' || second === '_view_cleanup' || second === '_purge') return true;
   // Design documents hold code: CouchDB lets only database admins write them.
   const write = method !== 'GET' && method !== 'HEAD';
   return write && second === '_design';
+}
+
+function safeDecode(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
 }
 
 export class SecurityCache {
@@ -74,12 +83,12 @@ export class SecurityCache {
   }
 
   /** Null when the user may make this request; a 403 otherwise. */
-  async check(user: UserCtx, method: string, segments: string[]): Promise<Verdict | null> {
+  async check(user: UserCtx, method: string, segments: string[], destination?: string): Promise<Verdict | null> {
     const sec = await this.get(segments[0]!);
     if (sec === null) return null;
     const access = accessOf(user, sec);
     if (access === 'none') return { status: 403, error: 'forbidden', reason: 'You are not allowed to access this db.' };
-    if (access === 'member' && needsDbAdmin(method, segments)) {
+    if (access === 'member' && needsDbAdmin(method, segments, destination)) {
       return { status: 403, error: 'forbidden', reason: 'You are not a db or server admin.' };
     }
     return null;

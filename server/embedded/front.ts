@@ -106,7 +106,8 @@ export class Front {
         this.security.forgetAll();
         this.engineGeneration = this.engine.generation;
       }
-      verdict = await this.security.check(user, method, segments);
+      const destination = typeof req.headers.destination === 'string' ? req.headers.destination : undefined;
+      verdict = await this.security.check(user, method, segments, destination);
     }
     if (verdict) {
       drain(req);

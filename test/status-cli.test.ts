@@ -69,6 +69,13 @@ test('status rejects a malformed --obsid with a clear message and exit code 2', 
   assert.match(r.stderr, /--obsid "229507" is not an observation id/);
 });
 
+test('status names a missing database and how to create it', async () => {
+  const r = await runCli(['status', '--db', server.newDbUrl('missing')], { env });
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /there is no database missing-[0-9a-f]+ at /);
+  assert.match(r.stderr, /tokenpool db init/);
+});
+
 test('status reports a wrong password as a database error without printing it', async () => {
   const r = await runCli(['status', '--db', dbUrl], { env: { TOKENPOOL_USER: 'admin', TOKENPOOL_PASSWORD: 'wrong-password-123' } });
   assert.equal(r.code, 3);

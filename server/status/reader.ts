@@ -88,8 +88,14 @@ export function createReader(opts: ReaderOptions): PoolReader {
     if (res.status === 401 || res.status === 403) {
       throw new RefusedError(res.status, `the database refused us (${res.status}): ${reason}`);
     }
+    if (res.status === 404 && /database does not exist|no_db_file/i.test(reason)) {
+      throw new StateError(`there is no database ${opts.dbName} at ${opts.dbUrl}`, 'Check --db, or create the pool: tokenpool db init --db URL --credentials ADMIN_FILE');
+    }
     if (res.status === 404 && path.startsWith('_design/')) {
-      throw new StateError(`the database ${opts.dbName} has no status views (${path.split('?')[0]}): ${reason}`, 'Initialise the database with tokenpool\'s design documents first.');
+      throw new StateError(
+        `the database ${opts.dbName} has no status views (${path.split('?')[0]}): ${reason}`,
+        'Install them (it only adds what is missing): tokenpool db init --db URL --credentials ADMIN_FILE',
+      );
     }
     if (res.status === 404 && !path.includes('/')) {
       throw new StateError(`not found: ${path} in ${opts.dbName}`);

@@ -88,7 +88,7 @@ function App() {
   const [error, setError] = useState<string | null>(null);
   const [live, setLive] = useState(false);
   const [version, setVersion] = useState(0);
-  const [hours, setHours] = useState(6);
+  const [hours, setHours] = useState(1);
   const [list, setList] = useState<ListSelection | null>(null);
   const [token, setToken] = useState<string | null>(null);
   const inFlight = useRef(false);

@@ -1,7 +1,7 @@
 /**
  * The embedded server's public face: an HTTP front on --host/--port that authenticates each request,
  * refuses what would crash or is not allowed (guard.ts), serves changes feeds (changes-feed.ts) and
- * reduced view queries (stored-reduce.ts) itself, and proxies the rest to the engine child.
+ * view queries (stored-views.ts) itself, and proxies the rest to the engine child.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -13,7 +13,7 @@ import { isUserDbPath, judge, pathSegments, type UserCtx, type Verdict } from '.
 import { SecurityCache } from './access.js';
 import { callEngine, identityHeaders, type Upstream } from './upstream.js';
 import { ChangesFeeds, isChangesFeed } from './changes-feed.js';
-import { StoredReductions } from './stored-reduce.js';
+import { StoredViews } from './stored-views.js';
 
 /** Extra handlers mounted beside the CouchDB API (the dashboard); return true when handled. */
 export type RouteHandler = (req: http.IncomingMessage, res: http.ServerResponse) => boolean | Promise<boolean>;
@@ -30,8 +30,10 @@ const SESSION_TTL_MS = 30_000;
 const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer'];
 /** A POST to _changes carries a filter (doc_ids, selector): small. */
 const MAX_FEED_BODY = 8 * 1024 * 1024;
-/** Response header telling that the front answered a view query from its stored reductions. */
+/** Response header telling that the front answered a reduced view query from its stored index. */
 export const STORED_REDUCE_HEADER = 'x-tokenpool-reduce';
+/** Response header telling that the front answered a row listing (map rows) from its stored index. */
+export const STORED_VIEW_HEADER = 'x-tokenpool-view';
 
 export class Front {
   private server: http.Server | null = null;
@@ -39,7 +41,7 @@ export class Front {
   private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
   private readonly upstream: Upstream;
   private readonly feeds: ChangesFeeds;
-  readonly reductions: StoredReductions;
+  readonly views: StoredViews;
   private readonly security: SecurityCache;
   private engineGeneration = 0;
 
@@ -51,7 +53,7 @@ export class Front {
     this.upstream = { port: () => engine.enginePort(), agent: this.agent };
     this.feeds = new ChangesFeeds(this.upstream, log);
     const adminAuth = 'Basic ' + Buffer.from(`${opts.admin.name}:${opts.admin.password}`).toString('base64');
-    this.reductions = new StoredReductions(this.upstream, adminAuth, () => engine.generation, log);
+    this.views = new StoredViews(this.upstream, adminAuth, () => engine.generation, log);
     this.security = new SecurityCache(this.upstream, adminAuth);
   }
 
@@ -117,7 +119,7 @@ export class Front {
     const search = new URLSearchParams(url.includes('?') ? url.slice(url.indexOf('?') + 1) : '');
     const [db] = segments;
     if (db !== undefined && !db.startsWith('_') && segments.length === 1 && (method === 'PUT' || method === 'DELETE')) {
-      this.reductions.forgetDb(db);
+      this.views.forgetDb(db);
       this.security.forget(db);
     }
     if (db !== undefined && segments[1] === '_security' && method === 'PUT') {
@@ -137,10 +139,10 @@ export class Front {
       return;
     }
     if (method === 'GET' && segments.length === 5 && segments[1] === '_design' && segments[3] === '_view') {
-      const answer = await this.reductions.answer(db!, segments[2]!, segments[4]!, search, identityHeaders(req.headers) as Record<string, string>);
+      const answer = await this.views.answer(db!, segments[2]!, segments[4]!, search, identityHeaders(req.headers) as Record<string, string>);
       if (answer !== null) {
         drain(req);
-        sendJson(res, 200, answer, { [STORED_REDUCE_HEADER]: 'stored' });
+        sendJson(res, 200, answer.body, { [answer.kind === 'reduce' ? STORED_REDUCE_HEADER : STORED_VIEW_HEADER]: 'stored' });
         return;
       }
     }

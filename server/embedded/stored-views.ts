@@ -1,6 +1,8 @@
 /**
- * "Stored reductions": the front answers grouped `_count`/`_sum` view queries from an index it keeps
- * in memory, because the engine (PouchDB) re-reduces every row on every query (~15 s at 100k docs).
+ * "Stored views": the front answers view queries from an index it keeps in memory. Reduced queries on
+ * built-in `_count`/`_sum` views, because the engine (PouchDB) re-reduces every row on every query
+ * (~15 s at 100k docs); row listings (map-only views, reduce=false), because the engine brings its own
+ * index up to date inside every query, which under a stream of writes (agents claiming) costs seconds.
  * The index holds every emitted row in view order and each document's rows (so an update removes its
  * old contribution). Before each answer it reads the engine's `_changes` since the last sequence it
  * saw, so answers are never stale. Anything it does not reproduce exactly goes to the engine.
@@ -11,6 +13,8 @@ import { MapSandbox } from './map-sandbox.js';
 import { callEngine, type Upstream } from './upstream.js';
 
 type Builtin = '_count' | '_sum';
+/** The view's reduce: built-in (answered here), another one (only reduce=false answered), or none. */
+type ReduceKind = Builtin | 'other' | null;
 
 interface Row {
   key: JsonValue;
@@ -19,6 +23,9 @@ interface Row {
 }
 
 export interface ViewQuery {
+  /** the `reduce` parameter as given */
+  reduce: boolean | undefined;
+  includeDocs: boolean;
   group: boolean;
   groupLevel: number | undefined;
   startkey?: JsonValue;
@@ -35,9 +42,12 @@ const CHANGES_BATCH = 2000;
 const RESORT_THRESHOLD = 500;
 const MAX_INDEXES = 64;
 const MAX_MEMO = 256;
-const ANSWERED_PARAMS = new Set(['reduce', 'group', 'group_level', 'key', 'startkey', 'start_key', 'endkey', 'end_key', 'inclusive_end', 'descending', 'limit', 'skip']);
+const ANSWERED_PARAMS = new Set(['reduce', 'include_docs', 'group', 'group_level', 'key', 'startkey', 'start_key', 'endkey', 'end_key', 'inclusive_end', 'descending', 'limit', 'skip']);
 
-/** The query, when every parameter is one this index answers exactly as the engine would; else null. */
+/**
+ * The query, when every parameter is one this index answers exactly as the engine would; else null.
+ * Whether it asks for rows or a reduction depends on the view too: see `mode`.
+ */
 export function parseViewQuery(search: URLSearchParams): ViewQuery | null {
   const one: Record<string, string> = {};
   for (const name of new Set(search.keys())) {
@@ -65,14 +75,15 @@ export function parseViewQuery(search: URLSearchParams): ViewQuery | null {
       return null;
     }
   };
-  const reduce = bool('reduce', true);
+  const reduce = 'reduce' in one ? bool('reduce', true) : undefined;
+  const includeDocs = bool('include_docs', false);
   const group = bool('group', false);
   const inclusiveEnd = bool('inclusive_end', true);
   const descending = bool('descending', false);
   const groupLevel = int('group_level');
   const limit = int('limit');
   const skip = int('skip');
-  if (reduce !== true || group === null || inclusiveEnd === null || descending === null) return null;
+  if (reduce === null || includeDocs === null || group === null || inclusiveEnd === null || descending === null) return null;
   if (groupLevel === null || limit === null || skip === null) return null;
   // group together with group_level, or key together with a range: leave the engine's own rules to it.
   if ('group' in one && groupLevel !== undefined) return null;
@@ -83,13 +94,23 @@ export function parseViewQuery(search: URLSearchParams): ViewQuery | null {
   const key = json('key');
   if (!startkey || !endkey || !key) return null;
   if ('key' in key && ('v' in startkey || 'v' in endkey)) return null;
-  const q: ViewQuery = { group, groupLevel, inclusiveEnd, descending, limit, skip: skip ?? 0 };
+  const q: ViewQuery = { reduce, includeDocs, group, groupLevel, inclusiveEnd, descending, limit, skip: skip ?? 0 };
   if ('v' in startkey) q.startkey = startkey.v;
   if ('v' in endkey) q.endkey = endkey.v;
   if ('v' in key) q.key = key.v;
   // An empty range is an error on the engine (and CouchDB); it words that answer itself.
   if (q.startkey !== undefined && q.endkey !== undefined && collate(q.startkey, q.endkey) * (descending ? -1 : 1) > 0) return null;
   return q;
+}
+
+/** What the query asks of a view with this reduce: its rows, its reduction, or something left to the engine. */
+export function queryMode(q: ViewQuery, reduce: ReduceKind): 'rows' | 'reduce' | null {
+  if (q.reduce === false || (reduce === null && q.reduce === undefined)) {
+    // Grouping without reducing is the engine's error to word.
+    return q.group || q.groupLevel !== undefined ? null : 'rows';
+  }
+  if (reduce === '_count' || reduce === '_sum') return q.includeDocs ? null : 'reduce';
+  return null;
 }
 
 function compareRows(a: Row, b: Row): number {
@@ -115,14 +136,25 @@ function addTo(acc: number | number[], v: number | number[]): number | number[] 
   return out;
 }
 
-class ReduceIndex {
+/** A map-only answer as the engine gives it (PouchDB: `offset` is the skip). */
+export interface RowsAnswer {
+  total_rows: number;
+  offset: number;
+  rows: { id: string; key: JsonValue; value: JsonValue; doc?: unknown }[];
+}
+
+interface ReduceAnswer {
+  rows: { key: JsonValue; value: JsonValue }[];
+}
+
+class ViewIndex {
   private rows: Row[] = [];
   private readonly byDoc = new Map<string, Row[]>();
   private seq: string | number = 0;
   /** _sum rows whose value the builtin refuses: the engine answers with its error then. */
   private unsummable = 0;
   /** Answers already computed, valid until the rows change (dashboards repeat the same queries). */
-  private readonly answers = new Map<string, { rows: { key: JsonValue; value: JsonValue }[] }>();
+  private readonly answers = new Map<string, ReduceAnswer | RowsAnswer>();
   private running: Promise<void> | null = null;
   private queued: Promise<void> | null = null;
   /** Set when the design document changed under us: the index must be dropped. */
@@ -135,12 +167,13 @@ class ReduceIndex {
     private readonly ddocId: string,
     readonly ddocRev: string,
     readonly generation: number,
-    private readonly reduce: Builtin,
+    readonly reduce: ReduceKind,
     private readonly sandbox: MapSandbox,
   ) {}
 
-  get exact(): boolean {
-    return this.unsummable === 0 && !this.stale;
+  /** Whether a reduction computed here equals the engine's (rows always do). */
+  get reducible(): boolean {
+    return this.unsummable === 0;
   }
 
   /** Brings the index up to the engine's current state; a sync already running may have missed writes, so wait for a fresh one. */
@@ -247,30 +280,44 @@ class ReduceIndex {
     return this.lowerBound(key, (row, k) => (collate(row.key, k) <= 0 ? -1 : 1));
   }
 
-  query(q: ViewQuery): { rows: { key: JsonValue; value: JsonValue }[] } {
-    const memo = JSON.stringify(q);
+  query(q: ViewQuery, mode: 'rows' | 'reduce'): ReduceAnswer | RowsAnswer {
+    // Documents are fetched per answer; the rows alone are memoised.
+    const memo = JSON.stringify({ ...q, includeDocs: false, mode });
     let answer = this.answers.get(memo);
     if (!answer) {
-      answer = this.compute(q);
+      answer = mode === 'rows' ? this.listRows(q) : this.reduceRows(q);
       if (this.answers.size >= MAX_MEMO) this.answers.clear();
       this.answers.set(memo, answer);
     }
     return answer;
   }
 
-  private compute(q: ViewQuery): { rows: { key: JsonValue; value: JsonValue }[] } {
+  /** Positions [lo, hi) of the rows the query's key range selects, in ascending order. */
+  private range(q: ViewQuery): [number, number] {
+    if (q.key !== undefined) return [this.keyLowerBound(q.key), this.keyUpperBound(q.key)];
     let lo = 0;
     let hi = this.rows.length;
-    if (q.key !== undefined) {
-      lo = this.keyLowerBound(q.key);
-      hi = this.keyUpperBound(q.key);
-    } else {
-      const low = q.descending ? q.endkey : q.startkey;
-      const high = q.descending ? q.startkey : q.endkey;
-      // The end key is the low bound when descending; inclusive_end applies to whichever it is.
-      if (low !== undefined) lo = q.descending && !q.inclusiveEnd ? this.keyUpperBound(low) : this.keyLowerBound(low);
-      if (high !== undefined) hi = !q.descending && !q.inclusiveEnd ? this.keyLowerBound(high) : this.keyUpperBound(high);
+    const low = q.descending ? q.endkey : q.startkey;
+    const high = q.descending ? q.startkey : q.endkey;
+    // The end key is the low bound when descending; inclusive_end applies to whichever it is.
+    if (low !== undefined) lo = q.descending && !q.inclusiveEnd ? this.keyUpperBound(low) : this.keyLowerBound(low);
+    if (high !== undefined) hi = !q.descending && !q.inclusiveEnd ? this.keyLowerBound(high) : this.keyUpperBound(high);
+    return [lo, Math.max(lo, hi)];
+  }
+
+  private listRows(q: ViewQuery): RowsAnswer {
+    const [lo, hi] = this.range(q);
+    const count = Math.max(0, Math.min(hi - lo - q.skip, q.limit ?? Infinity));
+    const rows: RowsAnswer['rows'] = [];
+    for (let k = 0; k < count; k++) {
+      const row = this.rows[q.descending ? hi - 1 - q.skip - k : lo + q.skip + k]!;
+      rows.push({ id: row.id, key: row.key, value: row.value });
     }
+    return { total_rows: this.rows.length, offset: q.skip, rows };
+  }
+
+  private reduceRows(q: ViewQuery): ReduceAnswer {
+    const [lo, hi] = this.range(q);
     const level = q.groupLevel === 0 ? undefined : q.groupLevel;
     const grouped = q.group || level !== undefined;
     const groups: { key: JsonValue; value: number | number[] }[] = [];
@@ -308,9 +355,15 @@ interface Failed {
 
 const RETRY_FAILED_MS = 60_000;
 
-/** Every stored-reduction index of the server, keyed by database, design document and view. */
-export class StoredReductions {
-  private readonly indexes = new Map<string, ReduceIndex | Failed>();
+/** An answer from a stored index, and which kind it is (for the response header). */
+export interface StoredAnswer {
+  kind: 'rows' | 'reduce';
+  body: ReduceAnswer | RowsAnswer;
+}
+
+/** Every stored view index of the server, keyed by database, design document and view. */
+export class StoredViews {
+  private readonly indexes = new Map<string, ViewIndex | Failed>();
 
   constructor(
     private readonly up: Upstream,
@@ -325,10 +378,10 @@ export class StoredReductions {
   }
 
   /**
-   * The reduced answer to a view query, or null when the engine must answer it. The caller's own
-   * credentials read the design document, so access control stays the engine's.
+   * The answer to a view query, or null when the engine must answer it. The caller's own credentials
+   * read the design document (and the documents for include_docs), so access control stays the engine's.
    */
-  async answer(db: string, ddocName: string, view: string, search: URLSearchParams, identity: Record<string, string>): Promise<unknown | null> {
+  async answer(db: string, ddocName: string, view: string, search: URLSearchParams, identity: Record<string, string>): Promise<StoredAnswer | null> {
     const q = parseViewQuery(search);
     if (!q) return null;
     const ddocId = `_design/${ddocName}`;
@@ -336,9 +389,12 @@ export class StoredReductions {
     if (reply.status !== 200) return null;
     const ddoc = JSON.parse(reply.body) as DesignDoc;
     const def = ddoc.views?.[view];
-    const reduce = typeof def?.reduce === 'string' ? def.reduce.trim() : undefined;
-    if (!def || typeof def.map !== 'string' || (reduce !== '_count' && reduce !== '_sum')) return null;
+    if (!def || typeof def.map !== 'string') return null;
     if ((ddoc.language ?? 'javascript') !== 'javascript' || ddoc.options !== undefined) return null;
+    const reduceSource = typeof def.reduce === 'string' ? def.reduce.trim() : undefined;
+    const reduce: ReduceKind = def.reduce === undefined ? null : reduceSource === '_count' || reduceSource === '_sum' ? reduceSource : 'other';
+    const mode = queryMode(q, reduce);
+    if (!mode) return null;
 
     const key = `${db}\u0000${ddocName}\u0000${view}`;
     const generation = this.generation();
@@ -356,10 +412,10 @@ export class StoredReductions {
         sandbox = new MapSandbox(def.map);
       } catch (err) {
         this.indexes.set(key, { failedRev: ddoc._rev, generation, until: Date.now() + RETRY_FAILED_MS });
-        this.log.warn({ db, view: `${ddocId}/${view}`, err: String(err) }, 'map function not usable for stored reductions; the engine answers');
+        this.log.warn({ db, view: `${ddocId}/${view}`, err: String(err) }, 'map function not usable for stored views; the engine answers');
         return null;
       }
-      index = new ReduceIndex(this.up, this.adminAuth, db, ddocId, ddoc._rev, generation, reduce, sandbox);
+      index = new ViewIndex(this.up, this.adminAuth, db, ddocId, ddoc._rev, generation, reduce, sandbox);
       if (this.indexes.size >= MAX_INDEXES) this.indexes.delete(this.indexes.keys().next().value!);
       this.indexes.set(key, index);
     }
@@ -367,17 +423,46 @@ export class StoredReductions {
       await index.catchUp();
     } catch (err) {
       if (this.indexes.get(key) === index) this.indexes.set(key, { failedRev: ddoc._rev, generation, until: Date.now() + RETRY_FAILED_MS });
-      this.log.warn({ db, view: `${ddocId}/${view}`, err: String(err) }, 'stored reduction failed; the engine answers');
+      this.log.warn({ db, view: `${ddocId}/${view}`, err: String(err) }, 'stored view failed; the engine answers');
       return null;
     }
     if (index.stale) {
       if (this.indexes.get(key) === index) this.indexes.delete(key);
       return null;
     }
-    if (!index.exact) return null;
+    if (mode === 'reduce' && !index.reducible) return null;
     // Keep recently used indexes last so that eviction takes the least recently used.
     this.indexes.delete(key);
     this.indexes.set(key, index);
-    return index.query(q);
+    const body = index.query(q, mode);
+    if (mode === 'rows' && q.includeDocs) {
+      const withDocs = await this.withDocs(db, body as RowsAnswer, identity);
+      return withDocs ? { kind: mode, body: withDocs } : null;
+    }
+    return { kind: mode, body };
+  }
+
+  /**
+   * The rows with their documents, read after the rows as the engine does (so a document may be newer
+   * than the row, as in CouchDB). A value with an `_id` names the document to include (linked documents).
+   */
+  private async withDocs(db: string, answer: RowsAnswer, identity: Record<string, string>): Promise<RowsAnswer | null> {
+    if (answer.rows.length === 0) return answer;
+    const docIdOf = (row: RowsAnswer['rows'][number]): string => {
+      const v = row.value;
+      return v !== null && typeof v === 'object' && !Array.isArray(v) && typeof v._id === 'string' && v._id ? v._id : row.id;
+    };
+    const keys = [...new Set(answer.rows.map(docIdOf))];
+    const reply = await callEngine(this.up, 'POST', `/${encodeURIComponent(db)}/_all_docs?include_docs=true`, identity, JSON.stringify({ keys }));
+    if (reply.status !== 200) return null;
+    const docs = new Map<string, unknown>();
+    for (const r of (JSON.parse(reply.body) as { rows: { key: string; doc?: unknown }[] }).rows) if (r.doc) docs.set(r.key, r.doc);
+    return {
+      ...answer,
+      rows: answer.rows.map((row) => {
+        const doc = docs.get(docIdOf(row));
+        return doc ? { ...row, doc } : { ...row };
+      }),
+    };
   }
 }

@@ -1,0 +1,176 @@
+/**
+ * Stored views, row listings: the front's answers to map-only and reduce=false view queries (key
+ * ranges, limit/skip, descending, include_docs) must equal the engine's own answers (queried directly,
+ * bypassing the front), through updates and deletes, and keep access control.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startTestServer, type TestServer } from './helpers/server.js';
+import { rawRequest, type Reply } from './helpers/http.js';
+import { STORED_VIEW_HEADER } from '../server/embedded/front.js';
+
+let server: TestServer;
+let engineUrl: string;
+const DB = 'views';
+
+const VIEWS = {
+  claimable: { map: "function (doc) { if (doc.type === 'token' && doc.status === 'todo') emit([-(doc.priority || 0), doc.created], null); }" },
+  by_id: { map: "function (doc) { if (doc.type === 'token' && doc.status === 'todo') emit(doc._id, doc._id); }" },
+  leases: { map: "function (doc) { if (doc.type === 'token' && doc.status === 'running') emit(doc.expires, null); }" },
+  progress: { map: "function (doc) { if (doc.type === 'token') emit([doc.step, doc.status], 1); }", reduce: '_count' },
+  custom: { map: "function (doc) { if (doc.type === 'token') emit(doc.status, doc.n); }", reduce: 'function (keys, values) { return values.length; }' },
+  // Several rows per document, equal keys across documents, values of every kind.
+  multi: {
+    map: `function (doc) {
+  var keys = [null, false, true, -1, 0, 2.5, '', 'A', 'a', [], ['a', 1], {}, {a: 1}];
+  if (doc.type === 'token') { emit(keys[doc.n % keys.length], doc.n); emit(keys[(doc.n * 5) % keys.length], {n: doc.n}); emit('same', null); }
+}`,
+  },
+  // Linked documents: include_docs brings the document the value names.
+  linked: { map: "function (doc) { if (doc.type === 'token' && doc.n % 7 === 0) emit(doc.n, {_id: 'meta'}); }" },
+  partial: { map: "function (doc) { if (doc.type === 'token') { emit(doc.step, 1); if (doc.n % 5 === 0) throw new Error('boom'); emit('after', 1); } }" },
+};
+
+const STATUSES = ['todo', 'running', 'done', 'error'];
+const STEPS = ['avg', 'cal', 'img'];
+
+function token(n: number, variant = 0) {
+  return {
+    _id: `t_${String(n).padStart(5, '0')}`,
+    type: 'token',
+    step: STEPS[(n + variant) % STEPS.length]!,
+    status: STATUSES[(n + variant) % STATUSES.length]!,
+    priority: (n * 13 + variant) % 3,
+    created: 1000 + (n % 50),
+    expires: 5000 + ((n * 31) % 200),
+    n: n + variant,
+  };
+}
+
+const j = (v: unknown) => encodeURIComponent(JSON.stringify(v));
+
+const QUERIES = [
+  '',
+  'limit=5',
+  'limit=0',
+  'skip=3&limit=4',
+  'skip=100000',
+  'descending=true&limit=7',
+  'descending=true&skip=2&limit=3',
+  'reduce=false&limit=10',
+  'include_docs=true&limit=5',
+  'include_docs=true&skip=20&limit=10&descending=true',
+  `startkey=${j([-1])}&endkey=${j([-1, {}])}&limit=20`,
+  `startkey=${j([-2, 1010])}&limit=5`,
+  `endkey=${j(5100)}&include_docs=true&limit=15`,
+  `endkey=${j(5100)}&inclusive_end=false`,
+  `startkey=${j(5150)}&endkey=${j(5100)}&descending=true&inclusive_end=false`,
+  `startkey=${j('t_00100')}&endkey=${j('t_00200')}&skip=5&limit=10`,
+  `key=${j('t_00104')}&include_docs=true`,
+  `key=${j('same')}&limit=10&skip=10`,
+  `key=${j(['a', 1])}`,
+  `start_key=${j('a')}&end_key=${j({})}`,
+  `startkey=${j(null)}&endkey=${j(true)}&descending=false`,
+];
+
+async function viaFront(view: string, query: string): Promise<Reply> {
+  return rawRequest(server.url, 'GET', `/${DB}/_design/pool/_view/${view}?${query}`, { auth: server.admin });
+}
+
+async function viaEngine(view: string, query: string): Promise<Reply> {
+  return rawRequest(engineUrl, 'GET', `/${DB}/_design/pool/_view/${view}?${query}`, { auth: server.admin });
+}
+
+/** Every query on every view, asking rows: same status and body as the engine, answered from the stored index. */
+async function compareAll(label: string): Promise<void> {
+  for (const view of ['claimable', 'by_id', 'leases', 'progress', 'custom', 'multi', 'linked', 'partial']) {
+    for (const base of QUERIES) {
+      const query = view === 'progress' || view === 'custom' ? `reduce=false&${base.replace('reduce=false&', '')}` : base;
+      const [front, engine] = await Promise.all([viaFront(view, query), viaEngine(view, query)]);
+      assert.equal(front.status, engine.status, `${label} ${view}?${query}: ${front.body} vs ${engine.body}`);
+      assert.deepEqual(front.json(), engine.json(), `${label} ${view}?${query}`);
+      if (front.status === 200) assert.equal(front.headers[STORED_VIEW_HEADER], 'stored', `${label} ${view}?${query} was not answered from the stored index`);
+    }
+  }
+}
+
+async function bulk(docs: object[]): Promise<void> {
+  const r = await rawRequest(server.url, 'POST', `/${DB}/_bulk_docs`, { auth: server.admin, body: JSON.stringify({ docs }) });
+  assert.equal(r.status, 201, r.body);
+  assert.ok(r.json().every((x: { ok?: boolean }) => x.ok), r.body);
+}
+
+before(async () => {
+  server = await startTestServer();
+  engineUrl = `http://127.0.0.1:${await server.engine.enginePort()}`;
+  assert.equal((await rawRequest(server.url, 'PUT', `/${DB}`, { auth: server.admin })).status, 201);
+  await bulk([{ _id: '_design/pool', views: VIEWS }, { _id: 'meta', type: 'other', note: 'linked' }, ...Array.from({ length: 400 }, (_, n) => token(n))]);
+});
+
+after(async () => {
+  await server?.stop();
+});
+
+test('row listings answer exactly as the engine on a fresh database', async () => {
+  await compareAll('fresh');
+});
+
+test('after updates, deletes and inserts the listings still equal the engine (never stale)', async () => {
+  const all = (await rawRequest(server.url, 'GET', `/${DB}/_all_docs?include_docs=true&startkey=%22t_%22&endkey=%22t_%EF%BF%BF%22`, { auth: server.admin })).json();
+  const docs = all.rows.map((r: { doc: { _id: string; _rev: string } }) => r.doc);
+  const updates = docs.slice(0, 100).map((d: { _id: string; _rev: string }, i: number) => ({ ...token(Number(d._id.slice(2)), 1 + (i % 3)), _rev: d._rev }));
+  const deletes = docs.slice(100, 140).map((d: { _id: string; _rev: string }) => ({ _id: d._id, _rev: d._rev, _deleted: true }));
+  await bulk([...updates, ...deletes, ...Array.from({ length: 30 }, (_, k) => token(1000 + k))]);
+  await compareAll('after bulk changes');
+  // A claim loop in miniature: take the first claimable row, update it, ask again at once.
+  for (let k = 0; k < 10; k++) {
+    const first = (await viaFront('claimable', 'include_docs=true&limit=1')).json();
+    const doc = first.rows[0].doc;
+    const put = await rawRequest(server.url, 'PUT', `/${DB}/${doc._id}`, { auth: server.admin, body: JSON.stringify({ ...doc, status: 'running' }) });
+    assert.equal(put.status, 201);
+    const [front, engine] = await Promise.all([viaFront('claimable', 'include_docs=true&limit=3'), viaEngine('claimable', 'include_docs=true&limit=3')]);
+    assert.deepEqual(front.json(), engine.json());
+    assert.ok(front.json().rows.every((r: { id: string }) => r.id !== doc._id), 'a claimed token is never listed again');
+  }
+});
+
+test('queries the index does not answer exactly go to the engine', async () => {
+  for (const [view, query] of [
+    ['claimable', 'reduce=true'],
+    ['claimable', 'group=true'],
+    ['progress', 'reduce=false&group=true'],
+    ['progress', 'include_docs=true'],
+    ['custom', 'group=true'],
+    ['claimable', 'stale=ok&limit=2'],
+    ['claimable', 'conflicts=true&include_docs=true&limit=2'],
+    ['claimable', 'update_seq=true&limit=2'],
+    ['claimable', 'limit=-1'],
+    ['claimable', `startkey=${j([0])}&endkey=${j([-2])}`],
+  ] as const) {
+    const [front, engine] = await Promise.all([viaFront(view, query), viaEngine(view, query)]);
+    assert.equal(front.headers[STORED_VIEW_HEADER], undefined, `${view}?${query}`);
+    assert.equal(front.status, engine.status, `${view}?${query}`);
+    assert.deepEqual(front.json(), engine.json(), `${view}?${query}`);
+  }
+});
+
+test('row listings keep access control: anonymous 401, non-member 403, member answered with documents', async () => {
+  await rawRequest(server.url, 'PUT', '/_users/org.couchdb.user:erin', {
+    auth: server.admin,
+    body: JSON.stringify({ name: 'erin', password: 'erin-pw', roles: ['agents'], type: 'user' }),
+  });
+  await rawRequest(server.url, 'PUT', `/${DB}/_security`, { auth: server.admin, body: JSON.stringify({ admins: { names: [], roles: [] }, members: { names: ['frank'], roles: [] } }) });
+  const erin = { name: 'erin', password: 'erin-pw' };
+  const path = `/${DB}/_design/pool/_view/claimable?include_docs=true&limit=3`;
+  assert.equal((await rawRequest(server.url, 'GET', path)).status, 401);
+  const denied = await rawRequest(server.url, 'GET', path, { auth: erin });
+  assert.equal(denied.status, 403, denied.body);
+  assert.equal(denied.headers[STORED_VIEW_HEADER], undefined);
+  await rawRequest(server.url, 'PUT', `/${DB}/_security`, { auth: server.admin, body: JSON.stringify({ admins: { names: [], roles: [] }, members: { names: [], roles: ['agents'] } }) });
+  const allowed = await rawRequest(server.url, 'GET', path, { auth: erin });
+  assert.equal(allowed.status, 200);
+  assert.equal(allowed.headers[STORED_VIEW_HEADER], 'stored');
+  assert.deepEqual(allowed.json(), (await viaEngine('claimable', 'include_docs=true&limit=3')).json());
+  assert.equal(allowed.json().rows.length, 3);
+  assert.ok(allowed.json().rows.every((r: { doc?: { _id: string } }) => r.doc?._id), 'documents included');
+});

@@ -1,4 +1,7 @@
-/** adler32 against an independent implementation (Python's zlib): odd offsets and lengths, worst-case bytes, chunking. */
+/**
+ * adler32 against an independent implementation (Python's zlib): odd offsets and lengths, worst-case bytes, chunking.
+ * Both implementations: the WebAssembly SIMD one (adler32Update where the runtime has SIMD) and the JavaScript fallback.
+ */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -6,7 +9,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { Adler32, adler32File, adler32Hex, adler32Update, ADLER32_INITIAL } from '../agent/node/adler32.js';
+import { simdAdler32 } from '../agent/node/adler32-simd.js';
+import { Adler32, adler32File, adler32Hex, adler32Update, adler32UpdatePortable, ADLER32_INITIAL, ChecksummedFileReader } from '../agent/node/adler32.js';
 
 function zlibAdler32(buf: Buffer): string {
   return execFileSync('python3', ['-c', 'import sys, zlib; print("%08x" % zlib.adler32(sys.stdin.buffer.read()))'], { input: buf }).toString().trim();
@@ -16,13 +20,29 @@ test('matches zlib on random data at every alignment and many lengths', () => {
   const data = randomBytes(3 << 20);
   for (const [offset, length] of [[0, 0], [0, 1], [1, 3], [2, 47], [3, 48], [1, 5552], [3, 5553], [0, 65536 + 7], [1, 3 << 20 - 1], [2, (3 << 20) - 2]] as const) {
     const slice = data.subarray(offset, offset + length);
-    assert.equal(adler32Hex(adler32Update(ADLER32_INITIAL, slice)), zlibAdler32(Buffer.from(slice)), `offset ${offset} length ${length}`);
+    const expected = zlibAdler32(Buffer.from(slice));
+    assert.equal(adler32Hex(adler32Update(ADLER32_INITIAL, slice)), expected, `offset ${offset} length ${length}`);
+    assert.equal(adler32Hex(adler32UpdatePortable(ADLER32_INITIAL, slice)), expected, `portable: offset ${offset} length ${length}`);
+  }
+});
+
+test('WebAssembly SIMD is available here (Node 20 on x86-64/arm64) and sums data in its own memory in place', () => {
+  const simd = simdAdler32(1 << 20);
+  assert.ok(simd, 'WebAssembly SIMD missing: adler32 falls back to the slower JavaScript version');
+  const data = randomBytes(1 << 20);
+  data.copy(simd.buffer);
+  for (const [offset, length] of [[0, 1 << 20], [5, 4096 * 3 + 17], [1, 15]] as const) {
+    const expected = adler32UpdatePortable(ADLER32_INITIAL, data.subarray(offset, offset + length));
+    assert.equal(simd.update(ADLER32_INITIAL, simd.buffer.subarray(offset, offset + length)), expected);
+    assert.equal(simd.update(ADLER32_INITIAL, data.subarray(offset, offset + length)), expected);
   }
 });
 
 test('worst case (all 0xff) does not overflow', () => {
   const ones = Buffer.alloc(5 << 20, 0xff);
-  assert.equal(adler32Hex(adler32Update(ADLER32_INITIAL, ones)), zlibAdler32(ones));
+  const expected = zlibAdler32(ones);
+  assert.equal(adler32Hex(adler32Update(ADLER32_INITIAL, ones)), expected);
+  assert.equal(adler32Hex(adler32UpdatePortable(ADLER32_INITIAL, ones)), expected);
 });
 
 test('streaming in uneven chunks gives the same sum; files too', async () => {
@@ -40,6 +60,15 @@ test('streaming in uneven chunks gives the same sum; files too', async () => {
   fs.writeFileSync(file, data);
   try {
     assert.deepEqual(await adler32File(file), { adler32: expected, size: data.length });
+    // Small chunks through the reused buffers: every chunk counted once, in order.
+    const reader = await ChecksummedFileReader.open(file, 65536 + 3, 2);
+    let seen = 0;
+    for (let chunk = await reader.next(); chunk; chunk = await reader.next()) {
+      assert.ok(chunk.equals(data.subarray(seen, seen + chunk.length)));
+      seen += chunk.length;
+    }
+    await reader.close();
+    assert.deepEqual({ adler32: reader.hex, size: reader.size }, { adler32: expected, size: data.length });
   } finally {
     fs.rmSync(path.dirname(file), { recursive: true, force: true });
   }

@@ -4,14 +4,15 @@
  * PROPFIND) for the size. For https the grid proxy can be the client certificate.
  */
 import fs from 'node:fs';
-import http, { type IncomingMessage } from 'node:http';
+import http, { type ClientRequest, type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { Adler32 } from '../adler32.js';
+import { Adler32, ChecksummedFileReader } from '../adler32.js';
 import { TransferError, type Transfer, type Transferred } from './types.js';
 
 const CHUNK = 4 << 20;
+const UPLOAD_CHUNK = 1 << 20;
 const MAX_REDIRECTS = 5;
 
 /** TLS material for https: a client certificate (the proxy) and extra trusted CAs (X509_CERT_DIR). */
@@ -22,7 +23,7 @@ export interface TlsMaterial {
 }
 
 export function httpTransfer(tls: () => TlsMaterial = () => ({})): Transfer {
-  const send = (method: string, url: URL, signal: AbortSignal, headers: Record<string, string | number> = {}, body?: Readable) =>
+  const send = (method: string, url: URL, signal: AbortSignal, headers: Record<string, string | number> = {}, body?: (req: ClientRequest) => Promise<unknown>) =>
     request(method, url, signal, headers, body, url.protocol === 'https:' ? tls() : undefined);
 
   return {
@@ -51,11 +52,11 @@ export function httpTransfer(tls: () => TlsMaterial = () => ({})): Transfer {
     async upload(src, url, { signal }) {
       let target = webUrl(url);
       const size = fs.statSync(src).size;
-      const put = async (to: URL): Promise<{ res: IncomingMessage; sum: Adler32 }> => {
-        const sum = new Adler32();
-        const body = fs.createReadStream(src, { highWaterMark: CHUNK });
-        const res = await send('PUT', to, signal, { 'Content-Length': size, 'Content-Type': 'application/octet-stream' }, tapStream(body, sum));
-        return { res, sum };
+      const put = async (to: URL): Promise<{ res: IncomingMessage; sent: Promise<ChecksummedFileReader> }> => {
+        let sent: Promise<ChecksummedFileReader> | undefined;
+        const headers = { 'Content-Length': size, 'Content-Type': 'application/octet-stream' };
+        const res = await send('PUT', to, signal, headers, (req) => (sent = sendFile(src, req)));
+        return { res, sent: sent! };
       };
       let attempt = await put(target);
       for (let hop = 0; hop < MAX_REDIRECTS; hop++) {
@@ -71,9 +72,10 @@ export function httpTransfer(tls: () => TlsMaterial = () => ({})): Transfer {
           attempt = await put(target);
         } else break;
       }
-      const { res, sum } = attempt;
+      const { res } = attempt;
       if (res.statusCode !== 200 && res.statusCode !== 201 && res.statusCode !== 204) throw statusError(url, res);
       res.resume();
+      const sum = await attempt.sent;
       if (sum.size !== size) throw new TransferError(url, `sent ${sum.size} of ${size} bytes`, true);
       return { size: sum.size, adler32: sum.hex } satisfies Transferred;
     },
@@ -108,7 +110,7 @@ function request(
   url: URL,
   signal: AbortSignal,
   headers: Record<string, string | number>,
-  body: Readable | undefined,
+  body: ((req: ClientRequest) => Promise<unknown>) | undefined,
   tls: TlsMaterial | undefined,
 ): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
@@ -128,7 +130,7 @@ function request(
       req.end();
       return;
     }
-    pipeline(body, req).catch((err: unknown) => {
+    body(req).catch((err: unknown) => {
       // A server may answer (e.g. 409) before reading the body; the answer is what counts.
       if (!answered) reject(err);
     });
@@ -158,6 +160,35 @@ async function makeParents(target: URL, send: (method: string, url: URL) => Prom
     const res = await send('MKCOL', dir);
     res.resume();
     // 201 created, 405 exists; anything else will show in the PUT that follows.
+  }
+}
+
+/**
+ * The PUT body: the file in 1 MiB chunks through two buffers that take turns (one being read
+ * and checksummed while the socket takes the other), so there is no allocation or copy per
+ * chunk and the socket's pace is the backpressure. Resolves with the reader (size, adler32)
+ * once every byte is handed to the socket.
+ */
+async function sendFile(src: string, req: ClientRequest): Promise<ChecksummedFileReader> {
+  const reader = await ChecksummedFileReader.open(src, UPLOAD_CHUNK, 2);
+  const failed = new Promise<never>((_, reject) => {
+    req.once('error', reject);
+    req.once('close', () => reject(new Error('connection closed while sending')));
+  });
+  failed.catch(() => {});
+  try {
+    let written: Promise<void> = Promise.resolve();
+    for (let chunk = await reader.next(); chunk; chunk = await reader.next()) {
+      // The buffer being read into now was written two turns ago: that write must be done.
+      await Promise.race([written, failed]);
+      const out = chunk;
+      written = new Promise((resolve, reject) => req.write(out, (err) => (err ? reject(err) : resolve())));
+    }
+    await Promise.race([written, failed]);
+    req.end();
+    return reader;
+  } finally {
+    await reader.close();
   }
 }
 

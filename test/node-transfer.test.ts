@@ -4,13 +4,18 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import * as tar from 'tar';
 import { createWorkerNode, type WorkerNodeArgs } from '../agent/node/index.js';
+import { httpTransfer } from '../agent/node/transfer/http.js';
+import { TransferError } from '../agent/node/transfer/types.js';
 import { PhaseError, type PhaseContext } from '../agent/phases.js';
 import { createLogger } from '../server/log.js';
 import { EXIT, newToken, type NewToken } from '../server/token.js';
@@ -231,5 +236,89 @@ describe('stage-out', () => {
     const { ctx } = withOutputs();
     assert.deepEqual(await node().stageOut(ctx), []);
     assert.equal(fs.readFileSync(path.join(work, 'results', ctx.token._id, 'calib.h5'), 'utf8'), 'solutions');
+  });
+});
+
+/**
+ * PUT corner cases nginx does not show: a storage element that answers before reading the body
+ * (409 for a missing parent, a redirect from a door to a pool) and one that drops the connection.
+ */
+describe('built-in client: PUT against a picky storage element', () => {
+  let server: http.Server;
+  let base: string;
+  const stored = new Map<string, Buffer>();
+  const collections = new Set<string>(['/']);
+  const methods: string[] = [];
+
+  before(async () => {
+    server = http.createServer((req, res) => {
+      const url = req.url!;
+      methods.push(`${req.method} ${url}`);
+      if (req.method === 'MKCOL') {
+        collections.add(url);
+        res.writeHead(201).end();
+      } else if (req.method === 'PUT' && url.startsWith('/door/')) {
+        res.writeHead(307, { Location: `${base}/pool/${url.slice('/door/'.length)}` }).end();
+      } else if (req.method === 'PUT' && url.startsWith('/drop/')) {
+        let seen = 0;
+        req.on('data', (c: Buffer) => {
+          seen += c.length;
+          if (seen > 100_000) req.socket.destroy();
+        });
+      } else if (req.method === 'PUT' && !collections.has(url.slice(0, url.lastIndexOf('/') + 1))) {
+        res.writeHead(409).end();
+      } else if (req.method === 'PUT') {
+        const chunks: Buffer[] = [];
+        req.on('data', (c: Buffer) => chunks.push(c));
+        req.on('end', () => {
+          stored.set(url, Buffer.concat(chunks));
+          res.writeHead(201).end();
+        });
+      } else res.writeHead(405).end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+
+  after(async () => {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  });
+
+  /** Several upload chunks and an odd tail. */
+  function localFile(): { file: string; data: Buffer } {
+    const data = randomBytes((3 << 20) + 12345);
+    const file = path.join(work, `put-${++n}.dat`);
+    fs.writeFileSync(file, data);
+    return { file, data };
+  }
+  const signal = () => AbortSignal.timeout(60_000);
+
+  test('409 for a missing parent (answered before the body): MKCOL each level, then the whole file', async () => {
+    const { file, data } = localFile();
+    const sent = await httpTransfer().upload(file, `${base}/a/b/result.dat`, { signal: signal() });
+    assert.deepEqual(sent, { size: data.length, adler32: pyAdler32(file) });
+    assert.ok(stored.get('/a/b/result.dat')?.equals(data));
+    assert.ok(methods.includes('MKCOL /a/') && methods.includes('MKCOL /a/b/'), methods.join(', '));
+  });
+
+  test('a PUT redirected from a door to a pool sends the body there', async () => {
+    const { file, data } = localFile();
+    collections.add('/pool/');
+    const sent = await httpTransfer().upload(file, `${base}/door/x.dat`, { signal: signal() });
+    assert.deepEqual(sent, { size: data.length, adler32: pyAdler32(file) });
+    assert.ok(stored.get('/pool/x.dat')?.equals(data));
+  });
+
+  test('connection dropped in the middle of the body: a retryable error, not a hang', async () => {
+    const { file } = localFile();
+    const err = await httpTransfer()
+      .upload(file, `${base}/drop/y.dat`, { signal: signal() })
+      .then(
+        () => assert.fail('the upload should fail'),
+        (e: unknown) => e,
+      );
+    assert.ok(!(err instanceof Error && err.name === 'TimeoutError'), 'failed at once, not by the timeout');
+    assert.ok(!(err instanceof TransferError) || err.retryable, String(err));
   });
 });

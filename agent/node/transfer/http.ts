@@ -183,6 +183,8 @@ async function sendFile(src: string, req: ClientRequest): Promise<ChecksummedFil
       await Promise.race([written, failed]);
       const out = chunk;
       written = new Promise((resolve, reject) => req.write(out, (err) => (err ? reject(err) : resolve())));
+      // When the connection fails first, `failed` carries the error; this one may come later.
+      written.catch(() => {});
     }
     await Promise.race([written, failed]);
     req.end();

@@ -3,6 +3,8 @@
  * database only through this: it can issue nothing but GET, so a dashboard route can never change
  * a token whatever a browser sends it.
  */
+import http from 'node:http';
+import https from 'node:https';
 import { DatabaseError, StateError } from '../errors.js';
 import type { Pool } from '../client.js';
 
@@ -60,27 +62,27 @@ export function createReader(opts: ReaderOptions): PoolReader {
   const headers: Record<string, string> = { accept: 'application/json' };
   if (opts.authorization) headers.authorization = opts.authorization;
 
-  async function fetchGet(path: string, query: Record<string, QueryValue | undefined> | undefined, signal?: AbortSignal): Promise<Response> {
+  async function getReply(path: string, query: Record<string, QueryValue | undefined> | undefined, signal?: AbortSignal): Promise<Reply> {
     const url = new URL(`${base}/${path}`);
     for (const [k, v] of Object.entries(query ?? {})) {
       if (v === undefined) continue;
       url.searchParams.set(k, JSON_PARAMS.has(k) || typeof v === 'object' ? JSON.stringify(v) : String(v));
     }
-    let res: Response;
+    let res: Reply;
     try {
-      res = await fetch(url, { method: 'GET', headers, signal });
+      res = await httpGet(url, headers, signal);
     } catch (err) {
       if (signal?.aborted) throw err;
       throw new DatabaseError(`cannot reach the database at ${opts.dbUrl}: ${(err as Error).message}`, 'Check --db and that the server is running.');
     }
-    if (!res.ok) await failure(res, path);
+    if (res.status >= 300) failure(res, path);
     return res;
   }
 
-  async function failure(res: Response, path: string): Promise<never> {
+  function failure(res: Reply, path: string): never {
     let reason = '';
     try {
-      const body = (await res.json()) as { error?: string; reason?: string };
+      const body = JSON.parse(res.body) as { error?: string; reason?: string };
       reason = body.reason ?? body.error ?? '';
     } catch {
       // body was not JSON; the status says enough
@@ -106,18 +108,41 @@ export function createReader(opts: ReaderOptions): PoolReader {
   return {
     dbName: opts.dbName,
     async get<T>(path: string, query?: Record<string, QueryValue | undefined>, signal?: AbortSignal): Promise<T> {
-      const res = await fetchGet(path, query, signal);
-      return (await res.json()) as T;
+      return JSON.parse((await getReply(path, query, signal)).body) as T;
     },
     async getText(path: string, signal?: AbortSignal): Promise<string> {
-      const res = await fetchGet(path, undefined, signal);
-      return res.text();
+      return (await getReply(path, undefined, signal)).body;
     },
     async view<K, V>(design: string, view: string, query?: Record<string, QueryValue | undefined>): Promise<ViewRow<K, V>[]> {
-      const res = await fetchGet(`_design/${design}/_view/${view}`, query);
-      return ((await res.json()) as { rows: ViewRow<K, V>[] }).rows;
+      const res = await getReply(`_design/${design}/_view/${view}`, query);
+      return (JSON.parse(res.body) as { rows: ViewRow<K, V>[] }).rows;
     },
   };
+}
+
+interface Reply {
+  status: number;
+  body: string;
+}
+
+const keepAlive = { http: new http.Agent({ keepAlive: true }), https: new https.Agent({ keepAlive: true }) };
+
+/**
+ * One GET with node:http rather than fetch: fetch gives up after 300 s without response headers,
+ * and the first query of a view on a large pool waits for the index build (minutes at 100k tokens).
+ */
+function httpGet(url: URL, headers: Record<string, string>, signal?: AbortSignal): Promise<Reply> {
+  const secure = url.protocol === 'https:';
+  return new Promise((resolve, reject) => {
+    const req = (secure ? https : http).request(url, { method: 'GET', headers, signal, agent: secure ? keepAlive.https : keepAlive.http }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 502, body: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
 }
 
 /** Encodes a document id for a URL path (design documents keep their slash). */

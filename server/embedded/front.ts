@@ -125,7 +125,11 @@ export class Front {
     if (db !== undefined && segments[1] === '_security' && method === 'PUT') {
       // Forget before and after the write: a check racing with it must not cache the old object.
       this.security.forget(db);
-      res.on('finish', () => this.security.forget(db));
+      this.views.forgetReaders(db);
+      res.on('finish', () => {
+        this.security.forget(db);
+        this.views.forgetReaders(db);
+      });
     }
     if (db !== undefined && isChangesFeed(method, segments, search)) {
       const body = method === 'POST' ? await readBody(req, MAX_FEED_BODY) : undefined;

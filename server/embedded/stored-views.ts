@@ -7,6 +7,7 @@
  * old contribution). Before each answer it reads the engine's `_changes` since the last sequence it
  * saw, so answers are never stale. Anything it does not reproduce exactly goes to the engine.
  */
+import { createHash } from 'node:crypto';
 import type { Logger } from '../log.js';
 import { collate, type JsonValue } from './collate.js';
 import { MapSandbox } from './map-sandbox.js';
@@ -42,6 +43,8 @@ const CHANGES_BATCH = 2000;
 const RESORT_THRESHOLD = 500;
 const MAX_INDEXES = 64;
 const MAX_MEMO = 256;
+/** Per index, the documents kept for include_docs (JSON characters); beyond, they are read per answer. */
+const MAX_DOC_BYTES = 64 * 1024 * 1024;
 const ANSWERED_PARAMS = new Set(['reduce', 'include_docs', 'group', 'group_level', 'key', 'startkey', 'start_key', 'endkey', 'end_key', 'inclusive_end', 'descending', 'limit', 'skip']);
 
 /**
@@ -157,6 +160,12 @@ class ViewIndex {
   private readonly answers = new Map<string, ReduceAnswer | RowsAnswer>();
   private running: Promise<void> | null = null;
   private queued: Promise<void> | null = null;
+  /**
+   * The documents that have rows, as JSON text, kept once a query asked for include_docs (until then
+   * null): they come with the changes anyway, so listings with documents cost the engine nothing more.
+   */
+  private docs: Map<string, string> | null = null;
+  private docBytes = 0;
   /** Set when the design document changed under us: the index must be dropped. */
   stale = false;
 
@@ -241,6 +250,51 @@ class ViewIndex {
       for (const [id, rows] of fresh) this.remember(id, rows, true);
     }
     for (const id of changed) if (!fresh.has(id)) this.byDoc.delete(id);
+    if (this.docs) {
+      for (const id of changed) this.dropDoc(id);
+      mapped.forEach((m) => {
+        if (fresh.get(m.id)!.length > 0) this.keepDoc(m.id, m.doc);
+      });
+    }
+  }
+
+  private keepDoc(id: string, text: string): void {
+    // Over the budget, documents are read from the engine per answer instead.
+    if (this.docBytes + text.length > MAX_DOC_BYTES) return;
+    this.docs!.set(id, text);
+    this.docBytes += text.length;
+  }
+
+  private dropDoc(id: string): void {
+    const old = this.docs!.get(id);
+    if (old === undefined) return;
+    this.docs!.delete(id);
+    this.docBytes -= old.length;
+  }
+
+  /**
+   * The current documents of these ids as far as the index holds them (all of them, once warm);
+   * starts keeping documents at the first call.
+   */
+  storedDocs(ids: string[]): Map<string, string> {
+    this.docs ??= new Map();
+    const out = new Map<string, string>();
+    for (const id of ids) {
+      const text = this.docs.get(id);
+      if (text !== undefined) out.set(id, text);
+    }
+    return out;
+  }
+
+  /**
+   * Documents read from the engine after the rows: kept when the index has rows for them and no
+   * version yet (a version from the changes is as new or newer; a later change replaces this one).
+   */
+  adoptDocs(fetched: Map<string, string>): void {
+    if (!this.docs) return;
+    for (const [id, text] of fetched) {
+      if (!this.docs.has(id) && (this.byDoc.get(id)?.length ?? 0) > 0) this.keepDoc(id, text);
+    }
   }
 
   private forget(rows: Row[], splice: boolean): void {
@@ -354,6 +408,9 @@ interface Failed {
 }
 
 const RETRY_FAILED_MS = 60_000;
+/** How long a caller's successful read of a database is trusted (the front caches _security 5 s too). */
+const READER_MS = 5_000;
+const MAX_READERS = 10_000;
 
 /** An answer from a stored index, and which kind it is (for the response header). */
 export interface StoredAnswer {
@@ -364,6 +421,10 @@ export interface StoredAnswer {
 /** Every stored view index of the server, keyed by database, design document and view. */
 export class StoredViews {
   private readonly indexes = new Map<string, ViewIndex | Failed>();
+  /** Design documents as last read; an index that sees its design document change drops the copy. */
+  private readonly ddocs = new Map<string, { ddoc: DesignDoc; generation: number }>();
+  /** Callers (by credential) the engine let read a database lately, until when. */
+  private readonly readers = new Map<string, number>();
 
   constructor(
     private readonly up: Upstream,
@@ -375,6 +436,33 @@ export class StoredViews {
   /** A database was created or deleted through the front: its indexes describe nothing any more. */
   forgetDb(db: string): void {
     for (const key of this.indexes.keys()) if (key.startsWith(`${db}\u0000`)) this.indexes.delete(key);
+    for (const key of this.ddocs.keys()) if (key.startsWith(`${db}\u0000`)) this.ddocs.delete(key);
+    this.forgetReaders(db);
+  }
+
+  /** The database's _security changed: who may read it is asked of the engine again. */
+  forgetReaders(db: string): void {
+    for (const key of this.readers.keys()) if (key.endsWith(`\u0000${db}`)) this.readers.delete(key);
+  }
+
+  /**
+   * The design document, read with the caller's credentials unless this caller read from the
+   * database within READER_MS (the front's own session and _security caches are as old); null when
+   * the engine refuses it (the engine then answers the query itself, with its error).
+   */
+  private async designDoc(db: string, ddocName: string, identity: Record<string, string>, generation: number): Promise<DesignDoc | null> {
+    const key = `${db}\u0000${ddocName}`;
+    const reader = `${createHash('sha256').update(identity.authorization ?? identity.cookie ?? '').digest('hex')}\u0000${db}`;
+    const cached = this.ddocs.get(key);
+    if (cached && cached.generation === generation && (this.readers.get(reader) ?? 0) > Date.now()) return cached.ddoc;
+    const reply = await callEngine(this.up, 'GET', `/${encodeURIComponent(db)}/_design/${encodeURIComponent(ddocName)}`, identity);
+    if (reply.status !== 200) return null;
+    const ddoc = JSON.parse(reply.body) as DesignDoc;
+    if (this.ddocs.size >= MAX_INDEXES) this.ddocs.delete(this.ddocs.keys().next().value!);
+    this.ddocs.set(key, { ddoc, generation });
+    if (this.readers.size >= MAX_READERS) this.readers.clear();
+    this.readers.set(reader, Date.now() + READER_MS);
+    return ddoc;
   }
 
   /**
@@ -385,9 +473,9 @@ export class StoredViews {
     const q = parseViewQuery(search);
     if (!q) return null;
     const ddocId = `_design/${ddocName}`;
-    const reply = await callEngine(this.up, 'GET', `/${encodeURIComponent(db)}/_design/${encodeURIComponent(ddocName)}`, identity);
-    if (reply.status !== 200) return null;
-    const ddoc = JSON.parse(reply.body) as DesignDoc;
+    const generation = this.generation();
+    const ddoc = await this.designDoc(db, ddocName, identity, generation);
+    if (!ddoc) return null;
     const def = ddoc.views?.[view];
     if (!def || typeof def.map !== 'string') return null;
     if ((ddoc.language ?? 'javascript') !== 'javascript' || ddoc.options !== undefined) return null;
@@ -397,7 +485,6 @@ export class StoredViews {
     if (!mode) return null;
 
     const key = `${db}\u0000${ddocName}\u0000${view}`;
-    const generation = this.generation();
     let entry = this.indexes.get(key);
     const expired = entry !== undefined && 'failedRev' in entry && entry.until < Date.now();
     if (entry && (expired || ('failedRev' in entry ? entry.failedRev : entry.ddocRev) !== ddoc._rev || entry.generation !== generation)) {
@@ -428,6 +515,7 @@ export class StoredViews {
     }
     if (index.stale) {
       if (this.indexes.get(key) === index) this.indexes.delete(key);
+      this.ddocs.delete(`${db}\u0000${ddocName}`);
       return null;
     }
     if (mode === 'reduce' && !index.reducible) return null;
@@ -436,32 +524,39 @@ export class StoredViews {
     this.indexes.set(key, index);
     const body = index.query(q, mode);
     if (mode === 'rows' && q.includeDocs) {
-      const withDocs = await this.withDocs(db, body as RowsAnswer, identity);
+      const withDocs = await this.withDocs(db, index, body as RowsAnswer, identity);
       return withDocs ? { kind: mode, body: withDocs } : null;
     }
     return { kind: mode, body };
   }
 
   /**
-   * The rows with their documents, read after the rows as the engine does (so a document may be newer
-   * than the row, as in CouchDB). A value with an `_id` names the document to include (linked documents).
+   * The rows with their documents: those the index keeps, the rest read from the engine with the
+   * caller's credentials (so a document may be newer than its row, as in CouchDB). A value with an
+   * `_id` names the document to include (linked documents), as the engine does.
    */
-  private async withDocs(db: string, answer: RowsAnswer, identity: Record<string, string>): Promise<RowsAnswer | null> {
+  private async withDocs(db: string, index: ViewIndex, answer: RowsAnswer, identity: Record<string, string>): Promise<RowsAnswer | null> {
     if (answer.rows.length === 0) return answer;
     const docIdOf = (row: RowsAnswer['rows'][number]): string => {
       const v = row.value;
       return v !== null && typeof v === 'object' && !Array.isArray(v) && typeof v._id === 'string' && v._id ? v._id : row.id;
     };
-    const keys = [...new Set(answer.rows.map(docIdOf))];
-    const reply = await callEngine(this.up, 'POST', `/${encodeURIComponent(db)}/_all_docs?include_docs=true`, identity, JSON.stringify({ keys }));
-    if (reply.status !== 200) return null;
-    const docs = new Map<string, unknown>();
-    for (const r of (JSON.parse(reply.body) as { rows: { key: string; doc?: unknown }[] }).rows) if (r.doc) docs.set(r.key, r.doc);
+    const ids = [...new Set(answer.rows.map(docIdOf))];
+    const docs = index.storedDocs(ids);
+    const missing = ids.filter((id) => !docs.has(id));
+    if (missing.length > 0) {
+      const reply = await callEngine(this.up, 'POST', `/${encodeURIComponent(db)}/_all_docs?include_docs=true`, identity, JSON.stringify({ keys: missing }));
+      if (reply.status !== 200) return null;
+      const fetched = new Map<string, string>();
+      for (const r of (JSON.parse(reply.body) as { rows: { key: string; doc?: unknown }[] }).rows) if (r.doc) fetched.set(r.key, JSON.stringify(r.doc));
+      index.adoptDocs(fetched);
+      for (const [id, text] of fetched) docs.set(id, text);
+    }
     return {
       ...answer,
       rows: answer.rows.map((row) => {
-        const doc = docs.get(docIdOf(row));
-        return doc ? { ...row, doc } : { ...row };
+        const text = docs.get(docIdOf(row));
+        return text === undefined ? { ...row } : { ...row, doc: JSON.parse(text) as unknown };
       }),
     };
   }

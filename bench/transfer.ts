@@ -1,19 +1,21 @@
 /**
  * Transfer throughput on loopback against nginx (WebDAV): stage-in (GET) and stage-out (PUT) of a
  * 1 GiB file with the built-in client (adler32 computed on the way), gfal-copy and curl side by
- * side, and adler32 speed. Writes bench-results/transfer.json. Big files are deleted afterwards.
+ * side, and adler32 speed. Besides MB/s, the CPU seconds each contender spends per run: on a
+ * shared machine wall-clock speed follows the CPU a process needs. Writes
+ * bench-results/transfer.json. Big files are deleted afterwards.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { adler32File, adler32Update, ADLER32_INITIAL } from '../agent/node/adler32.js';
+import { adler32File, adler32Update, adler32UpdatePortable, ADLER32_INITIAL } from '../agent/node/adler32.js';
 import { httpTransfer } from '../agent/node/transfer/http.js';
 import { startNginx } from '../test/helpers/nginx.js';
 
 const SIZE = Number(process.env.BENCH_TRANSFER_BYTES ?? 1 << 30);
-const RUNS = Number(process.env.BENCH_TRANSFER_RUNS ?? 3);
+const RUNS = Number(process.env.BENCH_TRANSFER_RUNS ?? 5);
 
 function mbps(bytes: number, ms: number): number {
   return Math.round((bytes / 1e6 / (ms / 1000)) * 10) / 10;
@@ -25,22 +27,41 @@ async function timed(fn: () => Promise<unknown> | unknown): Promise<number> {
   return performance.now() - t;
 }
 
-type Result = { mb_s: number; runs_mb_s: number[] } | null;
+type Result = { mb_s: number; runs_mb_s: number[]; cpu_s: number; runs_cpu_s: number[] } | null;
+/** A contender: resolves with the CPU seconds of the child process it ran, or nothing (then this process's CPU counts). */
+type Contender = ((run: number) => Promise<number | void> | number | void) | null;
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /**
  * Runs the contenders in turns (a, b, c, a, b, c, …) so that changing load on a shared machine
- * hits them alike; reports the best run of each.
+ * hits them alike; reports the best run of each and the median CPU seconds.
  */
-async function compare(contenders: Record<string, ((run: number) => Promise<unknown> | unknown) | null>, before?: () => void): Promise<Record<string, Result>> {
+async function compare(contenders: Record<string, Contender>, before?: () => void): Promise<Record<string, Result>> {
   const runs: Record<string, number[]> = {};
+  const cpu: Record<string, number[]> = {};
   for (let i = 0; i < RUNS; i++) {
     for (const [name, fn] of Object.entries(contenders)) {
       if (!fn) continue;
       before?.();
-      (runs[name] ??= []).push(mbps(SIZE, await timed(() => fn(i))));
+      const own = process.cpuUsage();
+      let child: number | void = undefined;
+      const ms = await timed(async () => (child = await fn(i)));
+      const used = process.cpuUsage(own);
+      (runs[name] ??= []).push(mbps(SIZE, ms));
+      (cpu[name] ??= []).push(Math.round((typeof child === 'number' ? child : (used.user + used.system) / 1e6) * 100) / 100);
     }
   }
-  return Object.fromEntries(Object.keys(contenders).map((name) => [name, runs[name] ? { mb_s: Math.max(...runs[name]!), runs_mb_s: runs[name]! } : null]));
+  return Object.fromEntries(
+    Object.keys(contenders).map((name) => [name, runs[name] ? { mb_s: Math.max(...runs[name]!), runs_mb_s: runs[name]!, cpu_s: median(cpu[name]!), runs_cpu_s: cpu[name]! } : null]),
+  );
+}
+
+/** Runs a tool to completion; returns the CPU seconds (user + system) it used, from bash's `times`. */
+function runTool(tool: string, args: string[], env: NodeJS.ProcessEnv = process.env): number {
+  const out = execFileSync('bash', ['-c', '"$@" >/dev/null 2>&1 || exit $?; times', 'bash', tool, ...args], { env }).toString();
+  const children = out.trim().split('\n')[1] ?? '';
+  return [...children.matchAll(/(\d+)m([\d.]+)s/g)].reduce((sum, m) => sum + Number(m[1]) * 60 + Number(m[2]), 0);
 }
 
 const have = (tool: string) => {
@@ -81,15 +102,17 @@ try {
   });
   const cpuUsed = process.cpuUsage(cpu);
   const cpuMs = (cpuUsed.user + cpuUsed.system) / 1000;
+  adler32UpdatePortable(ADLER32_INITIAL, mem);
+  const portableMs = await timed(() => adler32UpdatePortable(ADLER32_INITIAL, mem));
   const fileSum = await adler32File(local);
   const fileMs = await timed(() => adler32File(local));
   const reference = execFileSync('python3', ['-c', 'import sys, zlib\nv=1\nwith open(sys.argv[1], "rb") as f:\n  for b in iter(lambda: f.read(1<<24), b""): v = zlib.adler32(b, v)\nprint("%08x" % v)', local]).toString().trim();
 
   const stageIn = await compare(
     {
-      builtin: () => http.download(url, dest, { signal }),
-      curl: have('curl') ? () => execFileSync('curl', ['-sSf', '-o', dest, url]) : null,
-      gfal_copy: have('gfal-copy') ? () => execFileSync('gfal-copy', ['-f', url, `file://${dest}`], { env: gfalEnv, stdio: 'ignore' }) : null,
+      builtin: async () => void (await http.download(url, dest, { signal })),
+      curl: have('curl') ? () => runTool('curl', ['-sSf', '-o', dest, url]) : null,
+      gfal_copy: have('gfal-copy') ? () => runTool('gfal-copy', ['-f', url, `file://${dest}`], gfalEnv) : null,
     },
     clear,
   );
@@ -101,15 +124,16 @@ try {
   const outDir = path.join(nginx.root, 'out');
   const stageOut = await compare(
     {
-      builtin: (i) => http.upload(local, put('builtin', i), { signal }),
-      curl: have('curl') ? (i) => execFileSync('curl', ['-sSf', '-T', local, put('curl', i)]) : null,
-      gfal_copy: have('gfal-copy') ? (i) => execFileSync('gfal-copy', ['-f', `file://${local}`, put('gfal', i)], { env: gfalEnv, stdio: 'ignore' }) : null,
+      builtin: async (i) => void (await http.upload(local, put('builtin', i), { signal })),
+      curl: have('curl') ? (i) => runTool('curl', ['-sSf', '-T', local, put('curl', i)]) : null,
+      gfal_copy: have('gfal-copy') ? (i) => runTool('gfal-copy', ['-f', `file://${local}`, put('gfal', i)], gfalEnv) : null,
     },
     // Uploaded copies go at once: several GiB of them would only fill the disk.
     () => fs.rmSync(outDir, { recursive: true, force: true }),
   );
 
   const ratio = (a: Result | undefined, b: Result | undefined) => (a && b ? Math.round((a.mb_s / b.mb_s) * 100) / 100 : null);
+  const cpuRatio = (a: Result | undefined, b: Result | undefined) => (a && b && b.cpu_s > 0 ? Math.round((a.cpu_s / b.cpu_s) * 100) / 100 : null);
   const result = {
     bench: 'transfer',
     date: new Date().toISOString(),
@@ -120,6 +144,8 @@ try {
       /** per CPU second: what the code does when it has a core (the machine may be shared) */
       memory_mb_per_cpu_s: mbps(4 * mem.length, cpuMs),
       file_mb_s: mbps(SIZE, fileMs),
+      /** the JavaScript fallback, where WebAssembly SIMD is missing */
+      portable_memory_mb_s: mbps(mem.length, portableMs),
       matches_python_zlib: fileSum.adler32 === reference && builtinIn.adler32 === reference,
       value: fileSum.adler32,
       memory_value: sum.toString(16),
@@ -127,6 +153,8 @@ try {
     stage_in: stageIn,
     stage_out: stageOut,
     builtin_vs_curl: { stage_in: ratio(stageIn.builtin, stageIn.curl), stage_out: ratio(stageOut.builtin, stageOut.curl) },
+    /** CPU seconds per run, built-in over curl (median runs): below 1 the built-in client needs less */
+    builtin_vs_curl_cpu: { stage_in: cpuRatio(stageIn.builtin, stageIn.curl), stage_out: cpuRatio(stageOut.builtin, stageOut.curl) },
     load_average: os.loadavg().map((l) => Math.round(l * 10) / 10),
     targets: { builtin_vs_curl: 0.8, adler32_mb_s: 1000 },
   };

@@ -170,15 +170,21 @@ async function makeParents(target: URL, send: (method: string, url: URL) => Prom
  * once every byte is handed to the socket.
  */
 async function sendFile(src: string, req: ClientRequest): Promise<ChecksummedFileReader> {
-  const reader = await ChecksummedFileReader.open(src, UPLOAD_CHUNK, 2);
+  // A local read error must end the request: the server would wait for the rest of the body.
+  const local = (err: unknown): never => {
+    req.destroy(err as Error);
+    throw err;
+  };
+  const reader = await ChecksummedFileReader.open(src, UPLOAD_CHUNK, 2).catch(local);
   const failed = new Promise<never>((_, reject) => {
     req.once('error', reject);
     req.once('close', () => reject(new Error('connection closed while sending')));
   });
   failed.catch(() => {});
+  const read = () => reader.next().catch(local);
   try {
     let written: Promise<void> = Promise.resolve();
-    for (let chunk = await reader.next(); chunk; chunk = await reader.next()) {
+    for (let chunk = await read(); chunk; chunk = await read()) {
       // The buffer being read into now was written two turns ago: that write must be done.
       await Promise.race([written, failed]);
       const out = chunk;

@@ -1,7 +1,8 @@
 /**
- * Facts about the worker node, recorded on each finished token. Only cheap calls (si.currentLoad
- * samples for half a second, so the load average comes from the kernel); systeminformation loads
- * lazily because it is big and the agent must start small.
+ * Facts about the worker node, recorded on each finished token, from the kernel through node:os.
+ * systeminformation gave the same numbers here (its mem() reads MemAvailable from /proc/meminfo, as
+ * libuv does for os.freemem() on Linux) at ~5 MB of resident memory for its modules, and its cpu()
+ * runs lscpu; the agent must stay small (docs/agent.md, Memory).
  */
 import os from 'node:os';
 
@@ -14,22 +15,21 @@ export interface HostFacts {
   load: number;
 }
 
+/** Kept async: callers chain .catch() on it. */
 export async function hostFacts(): Promise<HostFacts> {
-  const si = (await import('systeminformation')).default;
-  const mem = await si.mem();
   return {
     hostname: os.hostname(),
-    cores: os.availableParallelism(),
-    memory_mb: Math.round(mem.total / 2 ** 20),
-    memory_available_mb: Math.round(mem.available / 2 ** 20),
+    cores: nodeCores(),
+    memory_mb: Math.round(os.totalmem() / 2 ** 20),
+    memory_available_mb: Math.round(os.freemem() / 2 ** 20),
     load: Math.round(os.loadavg()[0]! * 100) / 100,
   };
 }
 
-/** Cores this node offers (for --slots auto). */
-export async function nodeCores(): Promise<number> {
-  const si = (await import('systeminformation')).default;
-  const cpu = await si.cpu();
-  // Under a batch system the CPU affinity (cgroup cpuset) can be smaller than the machine.
-  return Math.max(1, Math.min(cpu.cores || Infinity, os.availableParallelism()));
+/**
+ * Cores this process may use (for --slots auto): under a batch system the CPU affinity (cgroup
+ * cpuset) can be smaller than the machine, and availableParallelism() follows it.
+ */
+export function nodeCores(): number {
+  return Math.max(1, os.availableParallelism());
 }

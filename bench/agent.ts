@@ -1,9 +1,14 @@
 /**
  * The agent's footprint: time from process start to its first claim, and its resident memory
- * (peak, VmHWM) while a step runs, for a real `tokenpool agent` process against the embedded server.
- * Targets: < 1.5 s to the first claim, <= 80 MB. Writes bench-results/agent.json.
+ * (peak, VmHWM) while a step runs, against the embedded server, for the two ways an agent runs:
+ *  - cli:   `node dist/scripts/cli.js agent` (tokenpool agent from an installation)
+ *  - pilot: jdl/pilot.sh with the self-contained bundle (built here), what batch systems run;
+ *           its memory is that of the node process pilot.sh starts (with pilot.sh's node flags).
+ * Runs alternate between the two, so that a busy machine slows both alike. Targets: < 1.5 s to
+ * the first claim (median), <= 80 MB peak (largest of the runs). Writes bench-results/agent.json;
+ * its top-level run fields are the CLI agent's, as before the pilot was measured too.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,41 +19,102 @@ import { openPool } from '../server/client.js';
 import { initDatabase } from '../server/setup.js';
 import { newToken } from '../server/token.js';
 
-const CLI = fileURLToPath(new URL('../scripts/cli.js', import.meta.url));
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const CLI = path.join(ROOT, 'dist/scripts/cli.js');
+const BUNDLE = path.join(ROOT, 'dist/tokenpool-agent.mjs');
+const PILOT = path.join(ROOT, 'jdl/pilot.sh');
 const RUNS = 5;
+const STEP = 'sleep 1';
+const TARGET_CLAIM_MS = 1500;
+const TARGET_RSS_MB = 80;
 
-function vmKb(pid: number, field: 'VmHWM' | 'VmRSS'): number {
+interface Run {
+  first_claim_ms: number;
+  peak_rss_mb: number;
+}
+
+interface Variant {
+  name: 'cli' | 'pilot';
+  command: string;
+  start(dbUrl: string, credentials: string, workdir: string): ChildProcess;
+  /** The process whose memory is the agent's: the child itself, or the node that pilot.sh started. */
+  agentPid(child: ChildProcess): number | null;
+}
+
+const agentArgs = (dbUrl: string, credentials: string) => ['--db', dbUrl, '--credentials', credentials, '--jitter', '0', '--max-tokens', '1'];
+
+const VARIANTS: Variant[] = [
+  {
+    name: 'cli',
+    command: 'node dist/scripts/cli.js agent',
+    start: (dbUrl, credentials, workdir) =>
+      spawn(process.execPath, [CLI, 'agent', ...agentArgs(dbUrl, credentials), '--workdir', workdir], {
+        env: { ...process.env, TOKENPOOL_LOG_JSON: '1' },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      }),
+    agentPid: (child) => child.pid ?? null,
+  },
+  {
+    name: 'pilot',
+    command: 'jdl/pilot.sh agent (node <pilot.sh flags> dist/tokenpool-agent.mjs agent)',
+    // pilot.sh makes its own scratch directory, the agent's workdir, and removes it at the end.
+    start: (dbUrl, credentials, workdir) =>
+      spawn('/bin/sh', [PILOT, ...agentArgs(dbUrl, credentials)], {
+        env: { ...process.env, TOKENPOOL_NODE: process.execPath, TOKENPOOL_BUNDLE: BUNDLE, TOKENPOOL_SCRATCH: workdir },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      }),
+    agentPid: (child) => childRunning(child.pid!, BUNDLE),
+  },
+];
+
+function vmHwmKb(pid: number): number {
   const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
-  const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(status);
+  const m = /VmHWM:\s+(\d+) kB/.exec(status);
   return m ? Number(m[1]) : 0;
 }
 
-async function oneRun(dbUrl: string, credentials: string, workdir: string): Promise<{ first_claim_ms: number; peak_rss_mb: number }> {
+/** The child of `parent` whose command line mentions `needle` (pilot.sh also runs node -e to check its version). */
+function childRunning(parent: number, needle: string): number | null {
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === parent && fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(needle)) return Number(entry);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return null;
+}
+
+async function oneRun(v: Variant, dbUrl: string, credentials: string, workdir: string): Promise<Run> {
+  fs.mkdirSync(workdir, { recursive: true });
   const started = Date.now();
-  const child = spawn(process.execPath, [CLI, 'agent', '--db', dbUrl, '--credentials', credentials, '--jitter', '0', '--max-tokens', '1', '--workdir', workdir], {
-    env: { ...process.env, TOKENPOOL_LOG_JSON: '1' },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  const child = v.start(dbUrl, credentials, workdir);
   let firstClaim = 0;
   let peakKb = 0;
+  let agentPid: number | null = null;
   let buf = '';
+  // VmHWM is the process's own high-water mark: sampling it now and then misses nothing but its end.
   const sampler = setInterval(() => {
     try {
-      peakKb = Math.max(peakKb, vmKb(child.pid!, 'VmHWM'));
+      agentPid ??= v.agentPid(child);
+      if (agentPid !== null) peakKb = Math.max(peakKb, vmHwmKb(agentPid));
     } catch {
       // exited
     }
-  }, 100);
+  }, 50);
   child.stderr!.on('data', (c: Buffer) => {
     buf += c.toString();
-    if (!firstClaim && buf.includes('"msg":"claimed"')) {
-      const line = buf.split('\n').find((l) => l.includes('"msg":"claimed"'))!;
-      firstClaim = (JSON.parse(line) as { time: number }).time - started;
+    if (!firstClaim) {
+      const line = buf.split('\n').find((l) => l.startsWith('{') && l.includes('"msg":"claimed"'));
+      if (line) firstClaim = (JSON.parse(line) as { time: number }).time - started;
     }
   });
   const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
   clearInterval(sampler);
-  if (code !== 0 || !firstClaim) throw new Error(`agent failed (exit ${code}): ${buf.slice(-2000)}`);
+  if (code !== 0 || !firstClaim || !peakKb) throw new Error(`${v.name} agent failed (exit ${code}, peak ${peakKb} kB): ${buf.slice(-2000)}`);
   return { first_claim_ms: firstClaim, peak_rss_mb: Math.round((peakKb / 1024) * 10) / 10 };
 }
 
@@ -57,7 +123,29 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)]!;
 }
 
+function summary(runs: Run[]) {
+  const firstClaim = median(runs.map((r) => r.first_claim_ms));
+  const rssMax = Math.max(...runs.map((r) => r.peak_rss_mb));
+  return {
+    runs,
+    first_claim_ms_median: firstClaim,
+    peak_rss_mb_median: median(runs.map((r) => r.peak_rss_mb)),
+    peak_rss_mb_max: rssMax,
+    targets: {
+      first_claim: { want: `< ${TARGET_CLAIM_MS} ms (median)`, got: firstClaim, met: firstClaim < TARGET_CLAIM_MS },
+      rss: { want: `<= ${TARGET_RSS_MB} MB (largest peak of the runs)`, got: rssMax, met: rssMax <= TARGET_RSS_MB },
+    },
+  };
+}
+
+function buildBundle(): number {
+  const res = spawnSync(process.execPath, [path.join(ROOT, 'jdl/bundle.mjs')], { encoding: 'utf8' });
+  if (res.status !== 0) throw new Error(`building the pilot bundle failed: ${res.stderr}`);
+  return fs.statSync(BUNDLE).size;
+}
+
 async function main(): Promise<void> {
+  const bundleBytes = buildBundle();
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tokenpool-bench-agent-'));
   const server = await startEmbeddedServer({ port: 0, dataDir, inMemory: false, log: createLogger('bench', { pretty: false, level: 'warn' }) });
   try {
@@ -65,23 +153,23 @@ async function main(): Promise<void> {
     const pool = openPool({ db: dbUrl, credentials: server.credentialsFile });
     await initDatabase(pool);
     // The step sleeps so that the memory is sampled while the agent holds a lease, heartbeats and waits.
-    await pool.db.bulk({ docs: Array.from({ length: RUNS }, (_, i) => newToken({ obsid: 'L1', step: 'bench', subbands: [i], command: 'sleep 1' })) });
+    const tokens = RUNS * VARIANTS.length;
+    await pool.db.bulk({ docs: Array.from({ length: tokens }, (_, i) => newToken({ obsid: 'L1', step: 'bench', subbands: [i], command: STEP })) });
     await pool.db.view('tokenpool', 'claimable', { limit: 1 });
-    const runs = [];
-    for (let i = 0; i < RUNS; i++) runs.push(await oneRun(dbUrl, server.credentialsFile, path.join(dataDir, `w${i}`)));
-    const firstClaim = median(runs.map((r) => r.first_claim_ms));
-    const rss = Math.max(...runs.map((r) => r.peak_rss_mb));
+    const runs: Record<Variant['name'], Run[]> = { cli: [], pilot: [] };
+    for (let i = 0; i < RUNS; i++) {
+      for (const v of VARIANTS) runs[v.name].push(await oneRun(v, dbUrl, server.credentialsFile, path.join(dataDir, `${v.name}${i}`)));
+    }
+    const cli = summary(runs.cli);
     const result = {
       bench: 'agent',
       date: new Date().toISOString(),
       host: { cores: os.availableParallelism(), node: process.version, load: os.loadavg()[0] },
-      runs,
-      first_claim_ms_median: firstClaim,
-      peak_rss_mb_max: rss,
-      targets: {
-        first_claim: { want: '< 1500 ms', got: firstClaim, met: firstClaim < 1500 },
-        rss: { want: '<= 80 MB', got: rss, met: rss <= 80 },
-      },
+      step: STEP,
+      // The CLI agent (as before the pilot was measured too):
+      ...cli,
+      cli: { command: VARIANTS[0]!.command, ...cli },
+      pilot: { command: VARIANTS[1]!.command, bundle_bytes: bundleBytes, ...summary(runs.pilot) },
     };
     fs.mkdirSync('bench-results', { recursive: true });
     fs.writeFileSync('bench-results/agent.json', JSON.stringify(result, null, 2) + '\n');

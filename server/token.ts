@@ -3,7 +3,8 @@
  * views and tools work on our tokens; the rest carries what the agent, stager and status need.
  * docs/tokens.md is the prose version of this file.
  */
-import { z } from 'zod';
+// A namespace import lets a bundler leave out what is unused (zod's ~40 locales: 350 KB of the pilot bundle).
+import * as z from 'zod';
 
 export const TOKEN_STATUSES = [
   'waiting', // created but held back (e.g. a later step whose inputs are not ready)

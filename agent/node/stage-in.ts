@@ -6,11 +6,16 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import * as tar from 'tar';
 import { redactUrl } from '../../server/redact.js';
 import { EXIT, type InputFile } from '../../server/token.js';
 import { PhaseError, type PhaseContext } from '../phases.js';
 import { TransferError, type Transfers } from './transfer/index.js';
+
+/**
+ * tar reads archives and files in pieces of this size (its default, 16 MiB, is a fresh buffer per
+ * read that lives until the next garbage collection: tens of MB with a small heap).
+ */
+export const TAR_READ_BYTES = 1 << 20;
 
 export interface StageInOptions {
   transfers: Transfers;
@@ -66,8 +71,10 @@ async function fetchOne(ctx: PhaseContext, input: InputFile, dest: string, trans
   const seconds = (Date.now() - started) / 1000;
   ctx.log.info({ url: shown, bytes: got.size, adler32: got.adler32, verified: input.adler32 !== undefined, mbPerS: rate(got.size, seconds) }, 'input staged in');
   if (/\.(tar|tar\.gz|tgz)$/i.test(dest)) {
+    // Loaded on first use: tokens without tar inputs never need it (docs/agent.md, Memory).
+    const tar = await import('tar');
     try {
-      await tar.x({ file: dest, cwd: ctx.inputDir, strict: true });
+      await tar.x({ file: dest, cwd: ctx.inputDir, strict: true, maxReadSize: TAR_READ_BYTES });
     } catch (err) {
       throw new PhaseError('download failed', EXIT.downloadFailed, false, `${shown}: not a readable tar archive (${(err as Error).message})`);
     } finally {

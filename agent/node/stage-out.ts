@@ -5,12 +5,11 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import * as tar from 'tar';
 import { redactUrl } from '../../server/redact.js';
 import { EXIT, type OutputFile } from '../../server/token.js';
 import { PhaseError, type PhaseContext } from '../phases.js';
 import { expandTemplate, templateProblems } from './results-location.js';
-import { rate, toUrl } from './stage-in.js';
+import { rate, TAR_READ_BYTES, toUrl } from './stage-in.js';
 import { TransferError, type Transfers } from './transfer/index.js';
 
 export interface StageOutOptions {
@@ -49,7 +48,8 @@ export async function stageOut(ctx: PhaseContext, opts: StageOutOptions): Promis
   }
 
   const packed = path.join(ctx.scratchDir, `${ctx.token._id}.tar${opts.gzip ? '.gz' : ''}`);
-  await tar.c({ file: packed, cwd: ctx.outputDir, gzip: opts.gzip, portable: true }, entries);
+  const tar = await import('tar'); // only when packing (docs/agent.md, Memory)
+  await tar.c({ file: packed, cwd: ctx.outputDir, gzip: opts.gzip, portable: true, maxReadSize: TAR_READ_BYTES }, entries);
   try {
     const started = Date.now();
     const sent = await transfers.withRetries('upload', url, ctx.signal, ctx.log, async (s) => {

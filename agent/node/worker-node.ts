@@ -6,14 +6,13 @@ import type { Logger } from '../../server/log.js';
 import { TokenpoolError } from '../../server/errors.js';
 import { EXIT, type OutputFile, type Token } from '../../server/token.js';
 import { PhaseError, type PhaseContext, type WorkerNode } from '../phases.js';
-import { cachedImage, type CachedImage } from './image-cache.js';
+import type { CachedImage } from './image-cache.js';
 import { locateImage, type Image } from './image.js';
 import { checkProxy, ProxyError, proxyPath, type ProxyInfo } from './proxy.js';
 import { templateProblems } from './results-location.js';
 import { chooseRuntime, wrapCommand, type Runtime, type RuntimeChoice } from './runtime.js';
 import { stageIn } from './stage-in.js';
 import { stageOut } from './stage-out.js';
-import { gridTls } from './tls.js';
 import { GRID_SCHEMES, schemeOf, Transfers, type TransferTool } from './transfer/index.js';
 
 export type ProxyRequirement = 'auto' | 'yes' | 'no';
@@ -70,7 +69,7 @@ export class GridWorkerNode implements WorkerNode {
       retries: config.transferRetries,
       retryDelayS: config.retryDelayS,
       env: config.env,
-      tls: gridTls(() => proxyPath(config.env), config.env),
+      tls: async () => (await import('./tls.js')).gridTls(() => proxyPath(config.env), config.env),
     });
   }
 
@@ -156,7 +155,8 @@ export class GridWorkerNode implements WorkerNode {
   private async resolveSoftware(requested: string): Promise<Software> {
     const image = await locateImage(requested, { cvmfsRoot: this.config.cvmfsRoot, timeoutS: this.config.cvmfsTimeoutS });
     const runtime = chooseRuntime(this.config.runtime, image);
-    const cached = this.config.imageCache ? await cachedImage(image, this.config.imageCache, this.config.imageCacheBytes, this.log) : null;
+    // The cache (locks, checksums) loads only on nodes that use one.
+    const cached = this.config.imageCache ? await (await import('./image-cache.js')).cachedImage(image, this.config.imageCache, this.config.imageCacheBytes, this.log) : null;
     this.log.debug({ image: image.path, runtime, cache: cached?.how }, 'software image ready');
     return { image, cached, runtime };
   }

@@ -1,12 +1,11 @@
 /** file:// URLs: a local or shared (NFS, Lustre) file system. */
 import fs from 'node:fs';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
-import { Adler32 } from '../adler32.js';
+import { ChecksummedFileReader } from '../adler32.js';
 import { TransferError, type Transfer, type Transferred } from './types.js';
 
-const CHUNK = 4 << 20;
+const CHUNK = 1 << 20;
 
 export const fileTransfer: Transfer = {
   async download(url, dest, opts) {
@@ -44,18 +43,33 @@ function localPath(url: string): string {
   }
 }
 
+/**
+ * Copies through two reused buffers that take turns (one being read and summed while the other is
+ * written), so that a big file allocates nothing per chunk: fresh chunk buffers would stay in
+ * memory until the next garbage collection, tens of MB with the agent's small heap.
+ */
 async function copyWithSum(src: string, dest: string, signal: AbortSignal): Promise<Transferred> {
-  const sum = new Adler32();
-  await pipeline(
-    fs.createReadStream(src, { highWaterMark: CHUNK }),
-    async function* (chunks: AsyncIterable<Buffer>) {
-      for await (const chunk of chunks) {
-        sum.update(chunk);
-        yield chunk;
+  const reader = await ChecksummedFileReader.open(src, CHUNK, 2);
+  try {
+    const out = await fs.promises.open(dest, 'w');
+    let writing: Promise<void> = Promise.resolve();
+    try {
+      for (let chunk = await reader.next(); chunk; chunk = await reader.next()) {
+        await writing;
+        signal.throwIfAborted();
+        writing = writeAll(out, chunk);
       }
-    },
-    fs.createWriteStream(dest),
-    { signal },
-  );
-  return { size: sum.size, adler32: sum.hex };
+      await writing;
+    } finally {
+      await writing.catch(() => undefined); // a failed read must not leave a write running (or unhandled)
+      await out.close();
+    }
+  } finally {
+    await reader.close();
+  }
+  return { size: reader.size, adler32: reader.hex };
+}
+
+async function writeAll(out: fs.promises.FileHandle, chunk: Buffer): Promise<void> {
+  for (let done = 0; done < chunk.length; ) done += (await out.write(chunk, done, chunk.length - done)).bytesWritten;
 }

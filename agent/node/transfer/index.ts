@@ -1,9 +1,7 @@
 /** Picks the transfer for a URL by its scheme and runs it with a per-file timeout and retries. */
 import type { Logger } from '../../../server/log.js';
 import { redactUrl } from '../../../server/redact.js';
-import { fileTransfer } from './file.js';
-import { gfalTransfer } from './gfal.js';
-import { httpTransfer, type TlsMaterial } from './http.js';
+import type { TlsMaterial } from './http.js';
 import { describeError, TransferError, type Transfer } from './types.js';
 
 export { TransferError } from './types.js';
@@ -21,22 +19,29 @@ export interface TransferConfig {
   retries: number;
   retryDelayS: number;
   env: NodeJS.ProcessEnv;
-  tls: () => TlsMaterial;
+  /** Loads the source of TLS material for https, on the first http(s)/dav(s) transfer */
+  tls: () => Promise<() => TlsMaterial>;
 }
 
+/**
+ * Each implementation (with node:https, execa, the adler32 code) is loaded on its first use: an
+ * agent whose tokens use only some schemes, or none, never pays for the rest (docs/agent.md, Memory).
+ */
 export class Transfers {
+  private readonly file: Transfer;
   private readonly builtinHttp: Transfer;
   private readonly gfal: Transfer;
 
   constructor(private readonly config: TransferConfig) {
-    this.builtinHttp = httpTransfer(config.tls);
-    this.gfal = gfalTransfer({ timeoutS: config.timeoutS, env: config.env });
+    this.file = lazyTransfer(async () => (await import('./file.js')).fileTransfer);
+    this.builtinHttp = lazyTransfer(async () => (await import('./http.js')).httpTransfer(await config.tls()));
+    this.gfal = lazyTransfer(async () => (await import('./gfal.js')).gfalTransfer({ timeoutS: config.timeoutS, env: config.env }));
   }
 
   /** The implementation for a URL; throws a TransferError for a scheme nobody speaks. */
   for(url: string): Transfer {
     const scheme = schemeOf(url);
-    if (scheme === 'file:') return fileTransfer;
+    if (scheme === 'file:') return this.file;
     if (this.config.tool === 'gfal' || GRID_SCHEMES.includes(scheme)) return this.gfal;
     if (BUILTIN_SCHEMES.includes(scheme)) return this.builtinHttp;
     if (this.config.tool === 'builtin') throw new TransferError(url, `unsupported URL scheme "${scheme}" (built-in client: file, http(s), dav(s))`, false);
@@ -66,6 +71,16 @@ export class Transfers {
       }
     }
   }
+}
+
+function lazyTransfer(load: () => Promise<Transfer>): Transfer {
+  let loaded: Promise<Transfer> | undefined;
+  const get = () => (loaded ??= load());
+  return {
+    download: async (url, dest, opts) => (await get()).download(url, dest, opts),
+    upload: async (src, url, opts) => (await get()).upload(src, url, opts),
+    stat: async (url, opts) => (await get()).stat(url, opts),
+  };
 }
 
 export function schemeOf(url: string): string {

@@ -16,6 +16,17 @@ import type { Journal } from './journal.js';
 import { isUnreachable } from './retry.js';
 
 export const LOG_TAIL_BYTES = 64 * 1024;
+/**
+ * A phase is written to the token (status downloading/running/uploading) once it has lasted this long.
+ * Shorter phases show only in the outcome (`times`, `history[].phases`), so that a token whose phases
+ * do nothing costs two writes, the claim and the outcome, and the pool keeps up with many quick tokens.
+ */
+export const PHASE_SHOW_MS = 1000;
+
+/** How long the outcome waits for a phase or heartbeat write still in flight. */
+const PENDING_WRITE_WAIT_MS = 10_000;
+
+type Phase = 'downloading' | 'running' | 'uploading';
 
 export interface AttemptDeps {
   db: TokenDb;
@@ -50,7 +61,12 @@ export class TokenAttempt {
   private known: Token | undefined;
   private readonly log: Logger;
   private heartbeatTimer: NodeJS.Timeout | undefined;
+  /** the write that shows the current phase on the token, while it has not been made */
+  private phaseTimer: NodeJS.Timeout | undefined;
   private readonly phases: Record<string, number> = {};
+  private readonly started: Partial<Record<Phase, number>> = {};
+  /** Writes go out one at a time, so that a phase write never lands after the outcome. */
+  private writes: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly deps: AttemptDeps,
@@ -88,6 +104,7 @@ export class TokenAttempt {
       outcome = this.failure(err);
     } finally {
       clearInterval(this.heartbeatTimer);
+      this.leave();
     }
     try {
       if (this.stopped?.kind === 'lease lost') {
@@ -120,7 +137,7 @@ export class TokenAttempt {
     const command = token.command ?? deps.defaultCommand;
     if (!command) throw new PhaseError('no command to run: the token has none and the agent was started without --command', EXIT.malformedToken, false);
 
-    await this.enter('running');
+    this.enter('running');
     const { file, args } = deps.node.wrapCommand(ctx, command);
     const res = await runStep({
       file,
@@ -133,6 +150,7 @@ export class TokenAttempt {
       graceS: deps.graceS,
       signal: this.abort.signal,
     });
+    this.leave();
     this.phases.running = round(res.seconds);
     this.log.info({ phase: 'running', exit_code: res.exitCode, signal: res.signal, seconds: this.phases.running }, 'step ended');
     if (this.stopped) return this.stoppedOutcome(res.exitCode);
@@ -150,7 +168,7 @@ export class TokenAttempt {
   }
 
   private outcome(result: Outcome['result'], exitCode: number | null, reason: string): Outcome {
-    return { result, exitCode, reason, end: nowSeconds(), phases: { ...this.phases } };
+    return { result, exitCode, reason, end: nowSeconds(), phases: { ...this.phases }, started: { ...this.started } };
   }
 
   private stoppedOutcome(exitCode: number | null): Outcome {
@@ -170,20 +188,36 @@ export class TokenAttempt {
 
   /** Runs a phase with its status on the token and its duration recorded. */
   private async timed<T>(phase: 'downloading' | 'uploading', fn: () => Promise<T>): Promise<T> {
-    await this.enter(phase);
+    this.enter(phase);
     const started = Date.now();
     try {
       return await fn();
     } finally {
+      this.leave();
       this.phases[phase] = round((Date.now() - started) / 1000);
     }
   }
 
-  /** Shows the phase on the token (extending the lease); a database outage does not stop the work. */
-  private async enter(phase: 'downloading' | 'running' | 'uploading'): Promise<void> {
+  /**
+   * Starts a phase; it shows on the token (extending the lease) if it lasts PHASE_SHOW_MS. A database
+   * outage does not stop the work.
+   */
+  private enter(phase: Phase): void {
     if (this.stopped) throw new LeaseLost('stopped');
     this.log.info({ phase }, `phase ${phase}`);
-    await this.write((t) => enterPhase(t, this.claimId, phase, this.deps.leaseSeconds, nowSeconds()));
+    const since = nowSeconds();
+    this.started[phase] = since;
+    this.leave();
+    this.phaseTimer = setTimeout(() => {
+      this.phaseTimer = undefined;
+      void this.write((t) => enterPhase(t, this.claimId, phase, this.deps.leaseSeconds, nowSeconds(), since));
+    }, PHASE_SHOW_MS);
+  }
+
+  /** The phase ended: if it was not shown yet, it will not be. */
+  private leave(): void {
+    clearTimeout(this.phaseTimer);
+    this.phaseTimer = undefined;
   }
 
   private startHeartbeat(): void {
@@ -195,8 +229,14 @@ export class TokenAttempt {
     }, everyMs);
   }
 
-  /** A lease-guarded write; false when it could not be made. Losing the claim stops the attempt. */
-  private async write(change: (t: Token) => Token | null): Promise<boolean> {
+  /** A lease-guarded write, after those already queued; false when it could not be made. Losing the claim stops the attempt. */
+  private write(change: (t: Token) => Token | null): Promise<boolean> {
+    const done = this.writes.then(() => this.writeNow(change));
+    this.writes = done;
+    return done;
+  }
+
+  private async writeNow(change: (t: Token) => Token | null): Promise<boolean> {
     try {
       const written = await updateToken(this.deps.db, this.id, change, { known: this.known });
       if (written) {
@@ -224,6 +264,10 @@ export class TokenAttempt {
 
   /** The final write: re-applied on 409 while the claim is ours; journaled when the database is unreachable. */
   private async report(outcome: Outcome): Promise<Outcome['result'] | 'lost'> {
+    // A phase or heartbeat write still out would only cost the outcome a 409 and a re-read; a hung one must not hold it.
+    let waited: NodeJS.Timeout | undefined;
+    await Promise.race([this.writes, new Promise((resolve) => (waited = setTimeout(resolve, PENDING_WRITE_WAIT_MS)))]);
+    clearTimeout(waited);
     try {
       const written = await recordOutcome(this.deps.db, this.id, this.claimId, outcome, this.known);
       if (!written) {

@@ -42,6 +42,8 @@ export interface Outcome {
   end: number;
   /** seconds per phase */
   phases: Record<string, number>;
+  /** Unix time each phase began, recorded in `times` (phases too short to be written on their own) */
+  started?: Partial<Record<'downloading' | 'running' | 'uploading', number>>;
   output?: OutputFile[];
   /** top-level fields to record (host facts, provenance) */
   facts?: Record<string, unknown>;
@@ -100,11 +102,11 @@ export function heartbeat(t: Token, claimId: string, leaseSeconds: number, now: 
   return { ...t, lease: { ...t.lease!, expires: now + leaseSeconds, heartbeat: now }, updated: now };
 }
 
-/** Enters a phase (downloading, running, uploading) and extends the lease; null when the claim is no longer ours. */
-export function enterPhase(t: Token, claimId: string, status: 'downloading' | 'running' | 'uploading', leaseSeconds: number, now: number): Token | null {
+/** Enters a phase (downloading, running, uploading) that began at `since` and extends the lease; null when the claim is no longer ours. */
+export function enterPhase(t: Token, claimId: string, status: 'downloading' | 'running' | 'uploading', leaseSeconds: number, now: number, since: number = now): Token | null {
   const beat = heartbeat(t, claimId, leaseSeconds, now);
   if (!beat) return null;
-  return { ...beat, status, times: { ...beat.times, [status]: now } };
+  return { ...beat, status, times: { ...beat.times, [status]: since } };
 }
 
 /** Ends a lease that ran out: the attempt goes to history as "lease expired"; the token to todo, or error after max_attempts. */
@@ -164,13 +166,14 @@ function close(t: Token, o: Outcome, now: number): Token {
     _attachments: o.attachments ? { ...t._attachments, ...o.attachments } : t._attachments,
     lease: null,
     history,
+    times: { ...t.times, ...o.started },
     updated: now,
   };
   if (!o.attachments && !t._attachments) delete base._attachments;
   if (o.output) base.output = o.output;
 
   if (o.result === 'done') {
-    return { ...base, status: 'done', done: now, exit_code: 0, reason: null, times: { ...t.times, done: now } };
+    return { ...base, status: 'done', done: now, exit_code: 0, reason: null, times: { ...base.times, done: now } };
   }
   const preemptions = history.filter((a) => a.reason === PREEMPTED).length;
   const counted = o.result !== 'preempted' || preemptions > FREE_PREEMPTIONS;
@@ -187,7 +190,7 @@ function close(t: Token, o: Outcome, now: number): Token {
       exit_code: o.exitCode ?? (o.reason === LEASE_EXPIRED ? EXIT.leaseExpired : 1),
       reason: o.result === 'fatal' ? o.reason : giveUpReason(history, attempts),
       error: [...t.error, failure],
-      times: { ...t.times, error: now },
+      times: { ...base.times, error: now },
     };
   }
   return {
@@ -200,7 +203,7 @@ function close(t: Token, o: Outcome, now: number): Token {
     reason: o.reason,
     scrub_count: t.scrub_count + 1,
     error: [...t.error, failure],
-    times: { ...t.times, todo: now },
+    times: { ...base.times, todo: now },
   };
 }
 

@@ -65,7 +65,7 @@ test('an agent stopped while its outcome is only journaled: the next agent on th
   const pool = openPool({ db: dbUrl, credentials: server.credentialsFile });
   await initDatabase(pool);
   const tp: TestPool = { dbUrl, pool, credentials: server.credentialsFile };
-  const [t] = await addTokens(pool, [{ obsid: 'L301', step: 'cal', subbands: [1], command: 'sleep 2' }]);
+  const [t] = await addTokens(pool, [{ obsid: 'L301', step: 'cal', subbands: [1], command: 'sleep 4' }]);
   const workdir = path.join(dir, 'w2');
   const a = startAgent(tp, ['--lease', '60', '--workdir', workdir]);
   agents.push(a);

@@ -5,19 +5,23 @@
  *  - pilot: jdl/pilot.sh with the self-contained bundle (built here), what batch systems run;
  *           its memory is that of the node process pilot.sh starts (with pilot.sh's node flags).
  * Runs alternate between the two, so that a busy machine slows both alike. Targets: < 1.5 s to
- * the first claim (median), <= 80 MB peak (largest of the runs). Writes bench-results/agent.json;
- * its top-level run fields are the CLI agent's, as before the pilot was measured too.
+ * the first claim (median), <= 80 MB peak (largest of the runs). A second set of runs moves data
+ * (a 50 MB tar input unpacked, the outputs packed and copied to a file:// results location), to show
+ * what stage-in and stage-out add. Writes bench-results/agent.json; its top-level run fields are the
+ * CLI agent's plain step, as before the pilot was measured too.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomFillSync } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { startEmbeddedServer } from '../server/embedded/index.js';
 import { createLogger } from '../server/log.js';
 import { openPool } from '../server/client.js';
 import { initDatabase } from '../server/setup.js';
 import { newToken } from '../server/token.js';
+import * as tar from 'tar';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const CLI = path.join(ROOT, 'dist/scripts/cli.js');
@@ -25,6 +29,9 @@ const BUNDLE = path.join(ROOT, 'dist/tokenpool-agent.mjs');
 const PILOT = path.join(ROOT, 'jdl/pilot.sh');
 const RUNS = 5;
 const STEP = 'sleep 1';
+const DATA_RUNS = 3;
+const DATA_MB = 50;
+const DATA_STEP = 'cp -r "$INPUT_DIR"/. "$OUTPUT_DIR"/ && sleep 1';
 const TARGET_CLAIM_MS = 1500;
 const TARGET_RSS_MB = 80;
 
@@ -36,19 +43,19 @@ interface Run {
 interface Variant {
   name: 'cli' | 'pilot';
   command: string;
-  start(dbUrl: string, credentials: string, workdir: string): ChildProcess;
+  start(dbUrl: string, credentials: string, workdir: string, step: string): ChildProcess;
   /** The process whose memory is the agent's: the child itself, or the node that pilot.sh started. */
   agentPid(child: ChildProcess): number | null;
 }
 
-const agentArgs = (dbUrl: string, credentials: string) => ['--db', dbUrl, '--credentials', credentials, '--jitter', '0', '--max-tokens', '1'];
+const agentArgs = (dbUrl: string, credentials: string, step: string) => ['--db', dbUrl, '--credentials', credentials, '--step', step, '--jitter', '0', '--max-tokens', '1'];
 
 const VARIANTS: Variant[] = [
   {
     name: 'cli',
     command: 'node dist/scripts/cli.js agent',
-    start: (dbUrl, credentials, workdir) =>
-      spawn(process.execPath, [CLI, 'agent', ...agentArgs(dbUrl, credentials), '--workdir', workdir], {
+    start: (dbUrl, credentials, workdir, step) =>
+      spawn(process.execPath, [CLI, 'agent', ...agentArgs(dbUrl, credentials, step), '--workdir', workdir], {
         env: { ...process.env, TOKENPOOL_LOG_JSON: '1' },
         stdio: ['ignore', 'ignore', 'pipe'],
       }),
@@ -58,8 +65,8 @@ const VARIANTS: Variant[] = [
     name: 'pilot',
     command: 'jdl/pilot.sh agent (node <pilot.sh flags> dist/tokenpool-agent.mjs agent)',
     // pilot.sh makes its own scratch directory, the agent's workdir, and removes it at the end.
-    start: (dbUrl, credentials, workdir) =>
-      spawn('/bin/sh', [PILOT, ...agentArgs(dbUrl, credentials)], {
+    start: (dbUrl, credentials, workdir, step) =>
+      spawn('/bin/sh', [PILOT, ...agentArgs(dbUrl, credentials, step)], {
         env: { ...process.env, TOKENPOOL_NODE: process.execPath, TOKENPOOL_BUNDLE: BUNDLE, TOKENPOOL_SCRATCH: workdir },
         stdio: ['ignore', 'ignore', 'pipe'],
       }),
@@ -88,10 +95,10 @@ function childRunning(parent: number, needle: string): number | null {
   return null;
 }
 
-async function oneRun(v: Variant, dbUrl: string, credentials: string, workdir: string): Promise<Run> {
+async function oneRun(v: Variant, dbUrl: string, credentials: string, workdir: string, step: string): Promise<Run> {
   fs.mkdirSync(workdir, { recursive: true });
   const started = Date.now();
-  const child = v.start(dbUrl, credentials, workdir);
+  const child = v.start(dbUrl, credentials, workdir, step);
   let firstClaim = 0;
   let peakKb = 0;
   let agentPid: number | null = null;
@@ -138,6 +145,19 @@ function summary(runs: Run[]) {
   };
 }
 
+/** A tar of one file of random bytes (incompressible, like visibilities). */
+async function makeInput(dir: string): Promise<string> {
+  fs.mkdirSync(path.join(dir, 'in'), { recursive: true });
+  const fd = fs.openSync(path.join(dir, 'in', 'vis.dat'), 'w');
+  const mb = Buffer.alloc(1 << 20);
+  for (let i = 0; i < DATA_MB; i++) fs.writeSync(fd, randomFillSync(mb));
+  fs.closeSync(fd);
+  const file = path.join(dir, 'input.tar');
+  await tar.c({ file, cwd: path.join(dir, 'in') }, ['vis.dat']);
+  fs.rmSync(path.join(dir, 'in'), { recursive: true });
+  return file;
+}
+
 function buildBundle(): number {
   const res = spawnSync(process.execPath, [path.join(ROOT, 'jdl/bundle.mjs')], { encoding: 'utf8' });
   if (res.status !== 0) throw new Error(`building the pilot bundle failed: ${res.stderr}`);
@@ -152,13 +172,21 @@ async function main(): Promise<void> {
     const dbUrl = `${server.url}/bench-agent`;
     const pool = openPool({ db: dbUrl, credentials: server.credentialsFile });
     await initDatabase(pool);
+    const input = pathToFileURL(await makeInput(dataDir)).href;
     // The step sleeps so that the memory is sampled while the agent holds a lease, heartbeats and waits.
-    const tokens = RUNS * VARIANTS.length;
-    await pool.db.bulk({ docs: Array.from({ length: tokens }, (_, i) => newToken({ obsid: 'L1', step: 'bench', subbands: [i], command: STEP })) });
+    const plain = Array.from({ length: RUNS * VARIANTS.length }, (_, i) => newToken({ obsid: 'L1', step: 'bench', subbands: [i], command: STEP }));
+    const data = Array.from({ length: DATA_RUNS * VARIANTS.length }, (_, i) =>
+      newToken({ obsid: 'L1', step: 'data', subbands: [i], command: DATA_STEP, input: [{ url: input }], results: `${pathToFileURL(dataDir).href}/results/\${TOKEN_ID}.tar` }),
+    );
+    await pool.db.bulk({ docs: [...plain, ...data] });
     await pool.db.view('tokenpool', 'claimable', { limit: 1 });
     const runs: Record<Variant['name'], Run[]> = { cli: [], pilot: [] };
+    const dataRuns: Record<Variant['name'], Run[]> = { cli: [], pilot: [] };
     for (let i = 0; i < RUNS; i++) {
-      for (const v of VARIANTS) runs[v.name].push(await oneRun(v, dbUrl, server.credentialsFile, path.join(dataDir, `${v.name}${i}`)));
+      for (const v of VARIANTS) runs[v.name].push(await oneRun(v, dbUrl, server.credentialsFile, path.join(dataDir, `${v.name}${i}`), 'bench'));
+    }
+    for (let i = 0; i < DATA_RUNS; i++) {
+      for (const v of VARIANTS) dataRuns[v.name].push(await oneRun(v, dbUrl, server.credentialsFile, path.join(dataDir, `${v.name}-data${i}`), 'data'));
     }
     const cli = summary(runs.cli);
     const result = {
@@ -170,6 +198,12 @@ async function main(): Promise<void> {
       ...cli,
       cli: { command: VARIANTS[0]!.command, ...cli },
       pilot: { command: VARIANTS[1]!.command, bundle_bytes: bundleBytes, ...summary(runs.pilot) },
+      data_step: {
+        step: DATA_STEP,
+        input: `${DATA_MB} MB tar (file://), unpacked; outputs packed and copied to a file:// results location`,
+        cli: summary(dataRuns.cli),
+        pilot: summary(dataRuns.pilot),
+      },
     };
     fs.mkdirSync('bench-results', { recursive: true });
     fs.writeFileSync('bench-results/agent.json', JSON.stringify(result, null, 2) + '\n');

@@ -75,6 +75,9 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', stop);
   process.on('disconnect', stop);
+  // Ctrl-C in a terminal signals the whole process group; the front decides when the engine stops
+  // (SIGTERM, or the IPC channel closing when the front itself dies).
+  process.on('SIGINT', () => {});
 }
 
 if (process.env.TOKENPOOL_ENGINE_OPTIONS) {

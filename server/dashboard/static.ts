@@ -1,4 +1,4 @@
-/** The page's built assets (esbuild output in dist/web/dashboard, see `npm run build:web`) and its HTML shell. */
+/** The page's built assets (built from server/dashboard/web by `npm run build:web` into dist/web/dashboard) and its HTML shell. */
 import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 

@@ -1,5 +1,5 @@
 /** The dashboard's JSON routes (server/dashboard/routes.ts); every call is a GET. */
-import type { StatusSummary, Throughput, TokenDetail, TokenPage } from '../../../server/status/types.js';
+import type { StatusSummary, Throughput, TokenDetail, TokenPage } from '../../../status/types.js';
 
 export type { StatusSummary, Throughput, TokenDetail, TokenPage };
 

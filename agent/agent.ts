@@ -10,7 +10,8 @@ import type { Logger } from '../server/log.js';
 import { translateDbError } from '../server/db-errors.js';
 import type { Claimant } from '../server/lease.js';
 import type { Token } from '../server/token.js';
-import type { WorkerNode } from './phases.js';
+import type { NodeFault, WorkerNode } from './phases.js';
+import { TokenpoolError } from '../server/errors.js';
 import { Claimer, type ClaimSource } from './claim.js';
 import { TokenAttempt, errText, recordOutcome } from './attempt.js';
 import { Journal } from './journal.js';
@@ -54,6 +55,8 @@ export class Agent {
   private wake: (() => void) | null = null;
   private claimedCount = 0;
   private journalPending = false;
+  /** why this node cannot run work, found while running a token */
+  private nodeFault: NodeFault | null = null;
 
   constructor(private readonly cfg: AgentConfig) {
     const hostname = os.hostname();
@@ -118,6 +121,9 @@ export class Agent {
       throw err;
     }
     log.info({ why: exitWhy, claimed: this.claimedCount, stats: this.claimer.stats, journal: this.journal.files().length }, 'agent exiting');
+    if (this.nodeFault) {
+      throw new TokenpoolError(`this node cannot run work: ${this.nodeFault.message}`, 'The token was given back untouched; fix the node (proxy, runtime) and start the agent again.', AGENT_EXIT.preflight);
+    }
     return AGENT_EXIT.ok;
   }
 
@@ -219,7 +225,12 @@ export class Agent {
     );
     const key = `${token._id} ${claimId}`;
     const done = attempt.run().then(
-      () => undefined,
+      () => {
+        if (attempt.nodeFault && !this.nodeFault) {
+          this.nodeFault = attempt.nodeFault;
+          this.stop(`node problem: ${attempt.nodeFault.reason}`);
+        }
+      },
       (err: unknown) => this.cfg.log.error({ token: token._id, err: errText(err) }, 'attempt crashed'),
     ).finally(() => {
       this.running.delete(key);

@@ -6,9 +6,9 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import type { Logger } from '../server/log.js';
-import { enterPhase, finish, heartbeat, updateToken, type Outcome, type TokenDb } from '../server/lease.js';
+import { NODE_PROBLEM, enterPhase, finish, heartbeat, updateToken, type Outcome, type TokenDb } from '../server/lease.js';
 import { EXIT, nowSeconds, type Token } from '../server/token.js';
-import { PhaseError, type PhaseContext, type WorkerNode } from './phases.js';
+import { NodeFault, PhaseError, type PhaseContext, type WorkerNode } from './phases.js';
 import { makeScratch, stepEnv, tail, writeTokenFiles, type ScratchDirs } from './files.js';
 import { runStep } from './step.js';
 import { hostFacts } from './host.js';
@@ -55,6 +55,8 @@ export class TokenAttempt {
   readonly id: string;
   readonly claimId: string;
   readonly attempt: number;
+  /** set when the attempt failed because of this node: the agent must stop claiming */
+  nodeFault: NodeFault | null = null;
   private readonly abort = new AbortController();
   private current: Token;
   /** The token as we last wrote it, while no failed write has made it doubtful */
@@ -177,9 +179,14 @@ export class TokenAttempt {
 
   private failure(err: unknown): Outcome {
     if (this.stopped) return this.stoppedOutcome(null);
+    if (err instanceof NodeFault) {
+      this.log.error({ reason: err.reason, detail: err.message }, 'this node cannot run the token: giving it back');
+      this.nodeFault = err;
+      return { ...this.outcome('preempted', null, `${NODE_PROBLEM}: ${err.reason}`), detail: err.message };
+    }
     if (err instanceof PhaseError) {
       this.log.warn({ reason: err.reason, exit_code: err.tokenExitCode, retryable: err.retryable, detail: err.message }, 'phase failed');
-      return this.outcome(err.retryable ? 'retry' : 'fatal', err.tokenExitCode, err.reason);
+      return { ...this.outcome(err.retryable ? 'retry' : 'fatal', err.tokenExitCode, err.reason), detail: err.message };
     }
     const message = err instanceof Error ? err.message : String(err);
     this.log.error({ err: message }, 'attempt failed inside the agent');

@@ -37,6 +37,17 @@ export class PhaseError extends TokenpoolError {
   }
 }
 
+/**
+ * The node, not the token, is at fault (no usable grid proxy, no runtime for the image): the token goes
+ * back to todo without using up an attempt and the agent stops claiming, so that one broken node
+ * cannot burn a whole observation's attempts in seconds.
+ */
+export class NodeFault extends PhaseError {
+  constructor(reason: string, tokenExitCode: number, detail?: string) {
+    super(reason, tokenExitCode, true, detail);
+  }
+}
+
 export interface WorkerNode {
   /** Checked before each claim; throws a TokenpoolError when this node cannot run work (proxy, CVMFS). */
   preflight(): Promise<void>;

@@ -12,9 +12,16 @@ import { httpStatus } from './db-errors.js';
 /** Reason recorded when a lease ran out without a heartbeat. */
 export const LEASE_EXPIRED = 'lease expired';
 export const PREEMPTED = 'preempted';
+/** Prefix of the reason recorded when a node could not run the token (no proxy, no runtime). */
+export const NODE_PROBLEM = 'node problem';
 export const DONE = 'done';
-/** Preemptions (SIGTERM from the batch system) that do not count against max_attempts. */
+/** Preemptions (SIGTERM from the batch system, node problems) that do not count against max_attempts. */
 export const FREE_PREEMPTIONS = 3;
+
+/** Whether an attempt ended for a reason outside the token: it is given back, up to FREE_PREEMPTIONS. */
+function isPreemption(reason: string): boolean {
+  return reason === PREEMPTED || reason.startsWith(`${NODE_PROBLEM}: `);
+}
 
 export interface BatchIds {
   slurm_job_id: string | null;
@@ -38,6 +45,8 @@ export interface Outcome {
   exitCode: number | null;
   /** "done", "exit code 1", "time limit of 60 s exceeded", "checksum mismatch", … */
   reason: string;
+  /** what went wrong in full (URL, path, what to do), for the token's error log */
+  detail?: string;
   /** Unix time the attempt ended */
   end: number;
   /** seconds per phase */
@@ -175,11 +184,11 @@ function close(t: Token, o: Outcome, now: number): Token {
   if (o.result === 'done') {
     return { ...base, status: 'done', done: now, exit_code: 0, reason: null, times: { ...base.times, done: now } };
   }
-  const preemptions = history.filter((a) => a.reason === PREEMPTED).length;
+  const preemptions = history.filter((a) => isPreemption(a.reason)).length;
   const counted = o.result !== 'preempted' || preemptions > FREE_PREEMPTIONS;
   // A free preemption gives its attempt back, so the next claim reuses the number.
   const attempts = counted ? t.attempts : t.attempts - 1;
-  const failure = { time: now, message: `attempt ${t.attempts} on ${t.hostname || 'unknown host'}: ${o.reason}` };
+  const failure = { time: now, message: `attempt ${t.attempts} on ${t.hostname || 'unknown host'}: ${o.detail ?? o.reason}` };
   if (o.result === 'fatal' || (counted && attempts >= t.max_attempts)) {
     return {
       ...base,
@@ -214,7 +223,7 @@ export function giveUpReason(history: readonly Attempt[], attempts: number): str
   let free = 0;
   const counted = history.filter((a) => {
     if (a.reason === DONE) return false;
-    if (a.reason === PREEMPTED) return ++free > FREE_PREEMPTIONS;
+    if (isPreemption(a.reason)) return ++free > FREE_PREEMPTIONS;
     return true;
   });
   const recent = counted.slice(-attempts).map((a) => a.reason);

@@ -2,7 +2,8 @@
  * End to end through `tokenpool agent` (real processes): the embedded server holds the tokens,
  * nginx is the storage element. A good token is staged in, run, staged out and recorded; a token
  * whose input fails its checksum ends in error without its step running; with no proxy the agent
- * refuses to claim.
+ * refuses to claim, or, when only a claimed token shows that it needs one, gives that token back
+ * untouched and stops.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -91,4 +92,27 @@ test('agent: no grid proxy where one is required → refuses to claim, says why'
   assert.notEqual(code, 0);
   assert.match(agent.logs(), /no grid proxy at .*no-such-proxy/);
   assert.equal(((await tp.pool.db.get('L800002_cal1_SB001')) as Token).status, 'todo', 'nothing was claimed');
+});
+
+test('agent: a token needing a proxy this node lacks goes back untouched, and the agent stops claiming', async () => {
+  const tp = await freshPool(server);
+  const srm = (sb: number) => ({ url: `srm://srm.grid.sara.nl:8443/pnfs/grid.sara.nl/data/lofar/ops/projects/lc2_038/800003/L800003_SB00${sb}_uv.MS_0a1b2c3d.tar` });
+  await addTokens(
+    tp.pool,
+    [1, 2, 3, 4].map((sb) => ({ obsid: 'L800003', step: 'cal1', subbands: [sb], input: [srm(sb)], command: 'true' })),
+  );
+  // --require-proxy auto: the need shows only once a claimed token names srm inputs.
+  const agent = startAgent(tp, ['--workdir', path.join(work, 'agent3'), '--slots', '1', '--idle-exit', '2'], { X509_USER_PROXY: path.join(work, 'no-such-proxy') });
+  const { code } = await agent.exited;
+  assert.equal(code, 4, `exit code 4 (this node cannot run work); logs:\n${agent.logs()}`);
+  assert.match(agent.logs(), /this node cannot run work: no usable grid proxy: no grid proxy at .*no-such-proxy/);
+  const tokens = await Promise.all([1, 2, 3, 4].map(async (sb) => (await tp.pool.db.get(`L800003_cal1_SB00${sb}`)) as Token));
+  const tried = tokens.filter((t) => t.history.length > 0);
+  assert.equal(tried.length, 1, 'the agent stopped after the first token showed the node lacks a proxy');
+  for (const t of tokens) {
+    assert.equal(t.status, 'todo');
+    assert.equal(t.attempts, 0, 'a node problem does not use up an attempt');
+  }
+  assert.equal(tried[0]!.history[0]!.reason, 'node problem: no usable grid proxy');
+  assert.match(tried[0]!.error.at(-1)!.message, /no grid proxy at .*no-such-proxy/, 'the full reason is in the token\'s error log');
 });

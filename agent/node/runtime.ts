@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { EXIT } from '../../server/token.js';
-import { PhaseError } from '../phases.js';
+import { NodeFault } from '../phases.js';
 import { findExecutable } from './which.js';
 
 export const RUNTIMES = ['auto', 'apptainer', 'singularity', 'bwrap', 'none'] as const;
@@ -18,10 +18,10 @@ export interface RunImage {
   kind: 'file' | 'dir';
 }
 
-/** The runtime for an image on this node; throws a PhaseError when none can run it. */
+/** The runtime for an image on this node; throws a NodeFault when none can run it. */
 export function chooseRuntime(choice: RuntimeChoice, image: RunImage | null): Runtime {
   if (!image) return 'none';
-  const unavailable = (detail: string) => new PhaseError(`no runtime for image: ${image.path}`, EXIT.imageNotFound, true, detail);
+  const unavailable = (detail: string) => new NodeFault(`no runtime for image: ${image.path}`, EXIT.imageNotFound, detail);
   if (choice === 'auto') {
     for (const r of ['apptainer', 'singularity'] as const) if (findExecutable(r)) return r;
     if (image.kind === 'dir' && findExecutable('bwrap')) return 'bwrap';

@@ -5,7 +5,7 @@
 import type { Logger } from '../../server/log.js';
 import { TokenpoolError } from '../../server/errors.js';
 import { EXIT, type OutputFile, type Token } from '../../server/token.js';
-import { PhaseError, type PhaseContext, type WorkerNode } from '../phases.js';
+import { NodeFault, PhaseError, type PhaseContext, type WorkerNode } from '../phases.js';
 import type { CachedImage } from './image-cache.js';
 import { locateImage, type Image } from './image.js';
 import { checkProxy, ProxyError, proxyPath, type ProxyInfo } from './proxy.js';
@@ -166,7 +166,7 @@ export class GridWorkerNode implements WorkerNode {
     try {
       this.proxy = checkProxy(proxyPath(this.config.env), min);
     } catch (err) {
-      if (err instanceof ProxyError) throw new PhaseError('no usable grid proxy', EXIT.credentials, true, err.message);
+      if (err instanceof ProxyError) throw new NodeFault('no usable grid proxy', EXIT.credentials, err.message);
       throw err;
     }
     ctx.env.X509_USER_PROXY = this.proxy.path;

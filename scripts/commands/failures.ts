@@ -40,11 +40,12 @@ function renderFailures(r: FailureReport): string {
   for (const g of r.groups) {
     out.push(`${g.count} × ${g.obsid} ${g.step}: ${g.reason} (exit code ${g.exitCode ?? 'none'})`);
     out.push(`  examples: ${g.examples.join(', ')}`);
+    if (g.lastError) out.push(`  last error of ${g.examples[0]}: ${g.lastError}`);
     if (g.log) {
       out.push(`  last ${g.log.lines.length} lines of ${g.log.name} of ${g.log.token}:`);
       for (const line of g.log.lines) out.push(`    | ${line}`);
     } else {
-      out.push('  (no log attached)');
+      out.push('  (no step output logged)');
     }
     out.push(`  retry them: ${g.reset}`, '');
   }

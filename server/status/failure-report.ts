@@ -5,10 +5,13 @@ import { failureGroups } from './failures.js';
 import { logAttachments, logTail } from './tokens.js';
 import { docPath } from './reader.js';
 import type { FailureGroup, LogTail } from './types.js';
+import { redactText } from '../redact.js';
 
 export interface FailureReportGroup extends FailureGroup {
-  /** representative token and its newest log attachment's last lines; null when it has no log */
+  /** representative token and its newest non-empty log attachment's last lines; null when it has none */
   log: (LogTail & { token: string }) | null;
+  /** the representative token's last error message (what the agent recorded, e.g. which URL failed) */
+  lastError: string | null;
   reset: string;
 }
 
@@ -26,17 +29,20 @@ export async function failureReport(
   const withLogs = await Promise.all(
     groups.map(async (g) => ({
       ...g,
-      log: await representativeLog(reader, g.examples[0], opts.logLines ?? 10),
+      ...(await representative(reader, g.examples[0], opts.logLines ?? 10)),
       reset: `tokenpool tokens reset --status error --obsid ${g.obsid} --step ${g.step}${opts.poolFlags ? ` ${opts.poolFlags}` : ''}`,
     })),
   );
   return { groups: withLogs, omitted };
 }
 
-async function representativeLog(reader: PoolReader, id: string | undefined, lines: number): Promise<FailureReportGroup['log']> {
-  if (!id) return null;
-  const doc = await reader.get<{ _attachments?: Record<string, unknown> }>(docPath(id));
-  const name = logAttachments(doc)[0];
-  if (!name) return null;
-  return { token: id, ...(await logTail(reader, id, name, lines)) };
+type AttachmentStub = { length?: number };
+
+async function representative(reader: PoolReader, id: string | undefined, lines: number): Promise<Pick<FailureReportGroup, 'log' | 'lastError'>> {
+  if (!id) return { log: null, lastError: null };
+  const doc = await reader.get<{ _attachments?: Record<string, AttachmentStub>; error?: { message?: string }[] }>(docPath(id));
+  const lastError = doc.error?.at(-1)?.message ?? null;
+  // A step that failed before it ran (stage-in, proxy) leaves empty logs: show one that says something.
+  const name = logAttachments(doc).find((n) => (doc._attachments?.[n]?.length ?? 0) > 0);
+  return { lastError: lastError === null ? null : redactText(lastError), log: name ? { token: id, ...(await logTail(reader, id, name, lines)) } : null };
 }

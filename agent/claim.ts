@@ -1,8 +1,10 @@
 /**
  * Finding and taking work. A claimer reads a window of claimable rows (with their documents) at a
  * random offset and tries them in its own random order, so that many agents do not all fight over the
- * first row; on a 409 it moves on to the next candidate of its window instead of re-querying. Tokens whose lease ran
- * out are candidates too. Every document is re-checked before the compare-and-swap write.
+ * first row; on a 409 it moves on to the next candidate of a fresh window instead of re-querying.
+ * Windows are kept briefly (0.5 s): the query is cheap (a CouchDB view, or the embedded server's
+ * stored index), while a stale candidate costs a write that fails. Tokens whose lease ran out are
+ * candidates too. Every document is re-checked before the compare-and-swap write.
  */
 import type { Logger } from '../server/log.js';
 import { claim, claimability, expire, fence, writeClaim, type Claimant, type TokenDb } from '../server/lease.js';
@@ -75,7 +77,7 @@ export class Claimer {
   constructor(private readonly opts: ClaimerOptions) {
     this.window = opts.window ?? 10;
     this.spread = opts.spread ?? 500;
-    this.maxAgeMs = opts.maxAgeMs ?? 2000;
+    this.maxAgeMs = opts.maxAgeMs ?? 500;
     this.freshMs = Math.min(250, this.maxAgeMs);
     // Leases run out at the earliest a third of a lease after the last heartbeat: no need to look more often.
     this.expiredEveryMs = Math.min(30_000, (opts.leaseSeconds * 1000) / 3);

@@ -6,8 +6,11 @@
  *   tokenpool_viewer:  member; reads only (the validate function refuses every write).
  * The validate function also refuses malformed tokens, with the same rules as TokenSchema in token.ts,
  * so that a buggy client or a hand edit in Fauxton cannot put a token into the pool that agents choke on.
+ * PiCaS-format tokens (none of tokenpool's own fields, see isPicasToken in token.ts) are checked with
+ * PicasTokenSchema's rules instead, so that picasclient and GRID_LRT scripts can fill a pool; a
+ * tokenpool token stays one: dropping its tokenpool fields is refused like any other breakage.
  */
-import { LTA_SITES, TOKEN_STATUSES } from './token.js';
+import { LTA_SITES, TOKEN_STATUSES, TOKENPOOL_FIELDS } from './token.js';
 
 export const ROLES = {
   manager: 'tokenpool_manager',
@@ -35,6 +38,7 @@ export function securityObject(): SecurityObject {
 export const validateDocUpdate = `function (newDoc, oldDoc, userCtx) {
   var STATUSES = ${JSON.stringify(TOKEN_STATUSES)};
   var SITES = ${JSON.stringify(LTA_SITES)};
+  var TOKENPOOL_FIELDS = ${JSON.stringify(TOKENPOOL_FIELDS)};
   var roles = (userCtx && userCtx.roles) || [];
   var isManager = roles.indexOf('_admin') !== -1 || roles.indexOf('${ROLES.manager}') !== -1;
   var isAgent = isManager || roles.indexOf('${ROLES.agent}') !== -1;
@@ -77,6 +81,23 @@ export const validateDocUpdate = `function (newDoc, oldDoc, userCtx) {
   function adler32(v, field) { if (!isStr(v) || !/^[0-9a-f]{8}$/.test(v)) fail(field, 'must be 8 lower-case hex digits'); }
 
   var d = newDoc;
+  function isPicas(doc) {
+    for (var i = 0; i < TOKENPOOL_FIELDS.length; i++) if (doc[TOKENPOOL_FIELDS[i]] !== undefined) return false;
+    return true;
+  }
+  if (isPicas(d) && !(wasToken && !isPicas(oldDoc))) {
+    // PiCaS's rules: lock and done are 0, a Unix time, or -1 (picasclient's error mark).
+    var picasTime = function (v, field) { if (!isInt(v) || v < -1) fail(field, 'must be 0, a Unix time or -1 (PiCaS)'); };
+    picasTime(d.lock, 'lock');
+    picasTime(d.done, 'done');
+    if (d.hostname !== undefined) str(d.hostname, 'hostname');
+    if (d.scrub_count !== undefined) nat(d.scrub_count, 'scrub_count');
+    if (d.exit_code !== undefined && d.exit_code !== null && !isInt(d.exit_code) && !(isStr(d.exit_code) && /^(-?\\d+)?$/.test(d.exit_code))) {
+      fail('exit_code', 'must be an integer, "" or null');
+    }
+    if (d.error !== undefined) list(d.error, 'error', function () {});
+    return;
+  }
   nat(d.lock, 'lock');
   nat(d.done, 'done');
   str(d.hostname, 'hostname');

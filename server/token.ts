@@ -122,6 +122,37 @@ export const TokenSchema = z
 
 export type Token = z.infer<typeof TokenSchema>;
 
+/**
+ * Fields only tokenpool writes. A type "token" document with none of them is a PiCaS-format token
+ * (picasclient's or GRID_LRT's: lock/done/hostname/… and free-form fields, GRID_LRT's own `status`
+ * values included): the pool accepts it with PiCaS's rules, and `tokens adopt` upgrades it.
+ */
+export const TOKENPOOL_FIELDS = ['obsid', 'step', 'subbands', 'attempts', 'max_attempts', 'lease', 'history'] as const;
+
+export function isPicasToken(doc: unknown): boolean {
+  if (doc === null || typeof doc !== 'object') return false;
+  const d = doc as Record<string, unknown>;
+  return d.type === 'token' && TOKENPOOL_FIELDS.every((f) => d[f] === undefined);
+}
+
+/** PiCaS marks a failed task with lock = done = -1 (picasclient's Task.error). */
+const picasTime = z.number().int().min(-1);
+
+/** What the pool checks on a PiCaS-format token: PiCaS's core fields sane, everything else free. */
+export const PicasTokenSchema = z
+  .object({
+    _id: z.string().min(1).regex(/^[^_]/, 'must not start with "_"'),
+    type: z.literal('token'),
+    lock: picasTime,
+    done: picasTime,
+    hostname: z.string().optional(),
+    scrub_count: z.number().int().nonnegative().optional(),
+    /** picasclient writes integers; other tools "" or a number as text */
+    exit_code: z.union([z.number().int(), z.null(), z.string().regex(/^(-?\d+)?$/, 'must be an integer, "" or null')]).optional(),
+    error: z.array(z.record(z.string(), z.unknown())).optional(),
+  })
+  .catchall(z.unknown());
+
 /** Fields a creator may give; everything else has a default. */
 export interface NewToken {
   obsid: string;

@@ -3,7 +3,7 @@
  * with a few example ids (a key-range query with reduce=false&limit, never a scan of the tokens).
  */
 import { DESIGN, type PoolReader } from './reader.js';
-import { keyRange, matches, type StatusFilter } from './filter.js';
+import { isTokenpoolKey, keyRange, matches, type StatusFilter } from './filter.js';
 import type { FailureGroup } from './types.js';
 
 type FailureKey = [string, string, string, number | null];
@@ -24,7 +24,7 @@ export async function failureGroups(
 ): Promise<FailureGroups> {
   const rows = await reader.view<FailureKey, number>(DESIGN, 'failures', { group_level: 4, ...keyRange(filter) });
   const all = rows
-    .filter((r) => matches(filter, r.key[0], r.key[1]))
+    .filter((r) => isTokenpoolKey(r.key) && matches(filter, r.key[0], r.key[1]))
     .map((r) => ({ key: r.key, count: r.value }))
     .sort((a, b) => b.count - a.count);
   const kept = all.slice(0, opts.maxGroups ?? 20);

@@ -13,6 +13,14 @@ export function keyRange(filter: StatusFilter): { startkey?: unknown[]; endkey?:
   return {};
 }
 
+/**
+ * Whether a view key's [obsid, step] come from a tokenpool token: PiCaS-format tokens (not yet
+ * adopted) have neither, and are counted apart rather than shown as a "null null" row.
+ */
+export function isTokenpoolKey(key: readonly unknown[], at = 0): boolean {
+  return typeof key[at] === 'string' && typeof key[at + 1] === 'string';
+}
+
 export function matches(filter: StatusFilter, obsid: string, step: string): boolean {
   return (!filter.obsid || filter.obsid === obsid) && (!filter.step || filter.step === step);
 }

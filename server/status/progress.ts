@@ -1,7 +1,7 @@
 /** Counts per observation × step × status from the grouped `progress` view: one query, no token read. */
 import { TOKEN_STATUSES, ACTIVE_STATUSES } from '../token.js';
 import { DESIGN, type PoolReader } from './reader.js';
-import { keyRange, matches, type StatusFilter } from './filter.js';
+import { isTokenpoolKey, keyRange, matches, type StatusFilter } from './filter.js';
 import type { StatusCounts } from './types.js';
 
 export interface StepCounts {
@@ -11,10 +11,21 @@ export interface StepCounts {
   total: number;
 }
 
-export async function progressCounts(reader: PoolReader, filter: StatusFilter): Promise<StepCounts[]> {
+export interface ProgressCounts {
+  steps: StepCounts[];
+  /** PiCaS-format tokens (no obsid/step yet): `tokens adopt` turns them into tokenpool tokens */
+  picas: number;
+}
+
+export async function progressCounts(reader: PoolReader, filter: StatusFilter): Promise<ProgressCounts> {
   const rows = await reader.view<[string, string, string], number>(DESIGN, 'progress', { group_level: 3, ...keyRange(filter) });
   const byStep = new Map<string, StepCounts>();
+  let picas = 0;
   for (const { key, value } of rows) {
+    if (!isTokenpoolKey(key)) {
+      picas += value;
+      continue;
+    }
     const [obsid, step, status] = key;
     if (!matches(filter, obsid, step)) continue;
     const id = `${obsid}\u0000${step}`;
@@ -26,7 +37,7 @@ export async function progressCounts(reader: PoolReader, filter: StatusFilter): 
     entry.counts[status] = (entry.counts[status] ?? 0) + value;
     entry.total += value;
   }
-  return [...byStep.values()];
+  return { steps: [...byStep.values()], picas };
 }
 
 export function activeCount(counts: StatusCounts): number {

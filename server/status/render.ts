@@ -39,8 +39,11 @@ export function renderStatus(s: StatusSummary, table: (rows: (string | number)[]
   const out: string[] = [];
   const filter = [s.filter.obsid && `obsid ${s.filter.obsid}`, s.filter.step && `step ${s.filter.step}`].filter(Boolean).join(', ');
   out.push(`Pool ${s.db}${filter ? ` (${filter})` : ''} at ${new Date(s.time * 1000).toISOString().replace('T', ' ').slice(0, 19)} UTC`);
+  const picas = s.picasTokens
+    ? `${s.picasTokens} PiCaS-format token${s.picasTokens > 1 ? 's' : ''} not adopted (not counted here): run tokenpool tokens adopt`
+    : null;
   if (s.rows.length === 0) {
-    out.push('', 'No tokens' + (filter ? ' match the filter.' : ' yet: add some with `tokenpool tokens add`.'));
+    out.push('', picas ?? 'No tokens' + (filter ? ' match the filter.' : ' yet: add some with `tokenpool tokens add`.'));
     return out.join('\n');
   }
   const cols = statusColumns(s);
@@ -55,6 +58,7 @@ export function renderStatus(s: StatusSummary, table: (rows: (string | number)[]
     rows.push(['all', '', progressBar(done, t.counts.error ?? 0, t.total), percent(done, t.total), `${done}/${t.total}`, ...cols.map((c) => t.counts[c] ?? 0), t.perHour, formatDuration(t.etaSeconds)]);
   }
   out.push('', table(rows));
+  if (picas) out.push('', picas);
   if (s.pilots.available) {
     const entries = Object.entries(s.pilots.counts);
     out.push('', `Pilots: ${entries.length ? entries.map(([k, n]) => `${n} ${k}`).join(', ') : 'none submitted'}`);

@@ -23,7 +23,7 @@ export interface SummaryOptions {
 export async function statusSummary(reader: PoolReader, filter: StatusFilter, opts: SummaryOptions = {}): Promise<StatusSummary> {
   const now = opts.now ?? nowSeconds();
   const chartSeconds = opts.chartSeconds ?? 6 * 3600;
-  const [steps, timeline, failures, pilots] = await Promise.all([
+  const [{ steps, picas }, timeline, failures, pilots] = await Promise.all([
     progressCounts(reader, filter),
     doneTimeline(reader, filter, now, chartSeconds),
     failureGroups(reader, filter, { maxGroups: opts.maxFailureGroups ?? 20, exampleGroups: 8 }),
@@ -72,6 +72,7 @@ export async function statusSummary(reader: PoolReader, filter: StatusFilter, op
     failuresOmitted: failures.omitted,
     throughput: chartSeries(timeline, now, chartSeconds, round1(perHour)),
     pilots,
+    picasTokens: picas,
   };
 }
 

@@ -4,7 +4,7 @@
  */
 import { DONE_BUCKET_S } from '../views/dashboard.js';
 import { DESIGN, type PoolReader } from './reader.js';
-import { matches, type StatusFilter } from './filter.js';
+import { isTokenpoolKey, matches, type StatusFilter } from './filter.js';
 import type { Throughput } from './types.js';
 
 const HOUR = 3600;
@@ -32,7 +32,7 @@ export async function doneTimeline(reader: PoolReader, filter: StatusFilter, now
   const lastHour = new Map<string, { count: number; firstBucket: number }>();
   for (const { key, value } of rows) {
     const [bucket, obsid, step] = key;
-    if (!matches(filter, obsid, step)) continue;
+    if (!isTokenpoolKey(key, 1) || !matches(filter, obsid, step)) continue;
     buckets.set(bucket, (buckets.get(bucket) ?? 0) + value);
     if (bucket >= hourStart) {
       const id = stepKey(obsid, step);

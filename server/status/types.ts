@@ -61,6 +61,8 @@ export interface StatusSummary {
   failuresOmitted: number;
   throughput: Throughput;
   pilots: PilotCounts;
+  /** PiCaS-format tokens in the pool not adopted yet (not in rows or totals) */
+  picasTokens: number;
 }
 
 export interface TokenListItem {

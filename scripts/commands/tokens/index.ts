@@ -10,13 +10,14 @@ import { resetCommand } from './reset.js';
 import { deleteCommand } from './delete.js';
 import { attachCommand } from './attach.js';
 import { scrubCommand } from './scrub.js';
+import { adoptCommand } from './adopt.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const tokenSubcommands: CommandModule<any, any>[] = [addCommand, listCommand, showCommand, resetCommand, deleteCommand, attachCommand, scrubCommand];
+export const tokenSubcommands: CommandModule<any, any>[] = [addCommand, listCommand, showCommand, resetCommand, deleteCommand, attachCommand, scrubCommand, adoptCommand];
 
 export const tokensCommand: CommandModule = {
   command: 'tokens <command>',
-  describe: 'Create, list, show, reset, delete tokens and attach files to them',
+  describe: 'Create, list, show, reset, delete tokens, attach files to them, adopt PiCaS tokens',
   builder: (y: Argv) => y.command(tokenSubcommands).demandCommand(1, 'Name a tokens subcommand; see the list above.'),
   handler: () => undefined,
 };

@@ -1,9 +1,9 @@
 /**
  * Finding and taking work. A claimer reads a window of claimable rows (with their documents) at a
  * random offset and tries them in its own random order, so that many agents do not all fight over the
- * first row; on a 409 it moves on to the next candidate of a fresh window instead of re-querying.
- * Windows are kept briefly (0.5 s): the query is cheap (a CouchDB view, or the embedded server's
- * stored index), while a stale candidate costs a write that fails. Tokens whose lease ran out are
+ * first row. Windows are kept briefly (0.25 s, for an agent taking several tokens at once) and dropped
+ * at a 409: the query is cheap (a CouchDB view, or the embedded server's stored index), while a stale
+ * candidate costs a write that fails. Tokens whose lease ran out are
  * candidates too. Every document is re-checked before the compare-and-swap write.
  */
 import type { Logger } from '../server/log.js';
@@ -55,7 +55,8 @@ export interface ClaimStats {
 
 type Doc = Record<string, unknown> & { _id: string };
 
-const MAX_ROUNDS = 20;
+// Fresh windows per claim before reporting nothing claimable; each round is one query and usually one write.
+const MAX_ROUNDS = 50;
 
 export class Claimer {
   readonly stats: ClaimStats = { claims: 0, conflicts: 0, queries: 0, expiredTaken: 0, fencesLost: 0, malformed: 0 };
@@ -66,19 +67,16 @@ export class Claimer {
   private readonly window: number;
   private readonly spread: number;
   private readonly maxAgeMs: number;
-  /** a window younger than this is tried to the end despite 409s */
-  private readonly freshMs: number;
   private readonly expiredEveryMs: number;
   private expiredCheckedAt = 0;
-  /** claimable rows in the view at the last query */
-  private claimableRows = 0;
+  /** claimable rows in the view at the last query; unknown at first, so the first window starts anywhere in the spread */
+  private claimableRows = Number.POSITIVE_INFINITY;
   private readonly random: () => number;
 
   constructor(private readonly opts: ClaimerOptions) {
     this.window = opts.window ?? 10;
     this.spread = opts.spread ?? 500;
-    this.maxAgeMs = opts.maxAgeMs ?? 500;
-    this.freshMs = Math.min(250, this.maxAgeMs);
+    this.maxAgeMs = opts.maxAgeMs ?? 250;
     // Leases run out at the earliest a third of a lease after the last heartbeat: no need to look more often.
     this.expiredEveryMs = Math.min(30_000, (opts.leaseSeconds * 1000) / 3);
     this.random = opts.random ?? Math.random;
@@ -165,8 +163,16 @@ export class Claimer {
     // total_rows counts the whole view; a key range makes it an upper bound, so only the full view gets an offset.
     const skip = Object.keys(range).length === 0 && !source.view ? this.nextSkip() : 0;
     let res = await db.view(design, view, { ...range, include_docs: true, limit, skip, reduce: false });
-    if (res.rows.length === 0 && skip > 0) res = await db.view(design, view, { ...range, include_docs: true, limit, reduce: false });
     if (typeof res.total_rows === 'number') this.claimableRows = res.total_rows;
+    if (res.rows.length === 0 && skip > 0) {
+      // Past the end: fewer rows than we guessed. Another offset within the rows there are, not the first row
+      // (where every agent starting with this guess would meet).
+      const again = this.nextSkip();
+      res = await db.view(design, view, { ...range, include_docs: true, limit, skip: again, reduce: false });
+      // Nothing there either (the view shrank meanwhile): the first rows, so that work is never missed.
+      if (res.rows.length === 0 && again > 0) res = await db.view(design, view, { ...range, include_docs: true, limit, reduce: false });
+      if (typeof res.total_rows === 'number') this.claimableRows = res.total_rows;
+    }
     return res.rows.map((r) => r.doc as unknown as Doc).filter((d): d is Doc => !!d);
   }
 
@@ -206,8 +212,8 @@ export class Claimer {
     const written = await writeClaim(db, claimed);
     if (!written) {
       this.stats.conflicts++;
-      // Someone was faster: the rest of an old window is likely stale too, so read a fresh one.
-      if (Date.now() - this.fetchedAt > this.freshMs) this.candidates = [];
+      // Someone was faster: the rest of the window is likely out of date too, and a fresh one is cheap.
+      this.candidates = [];
       return null;
     }
     if (this.opts.fence && !(await fence(db, written))) {

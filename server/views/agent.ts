@@ -5,7 +5,8 @@
  */
 import type { ViewDef } from './types.js';
 
-const IS_CLAIMABLE = "doc.type === 'token' && doc.status === 'todo' && doc.lock === 0 && doc.done === 0";
+// `obsid` keeps out PiCaS-format tokens (GRID_LRT's own status "todo"): `tokens adopt` makes them ours first.
+const IS_CLAIMABLE = "doc.type === 'token' && !!doc.obsid && doc.status === 'todo' && doc.lock === 0 && doc.done === 0";
 
 export const agentViews: Record<string, ViewDef> = {
   // All claimable tokens.

@@ -6,18 +6,9 @@
 // A namespace import lets a bundler leave out what is unused (zod's ~40 locales: 350 KB of the pilot bundle).
 import * as z from 'zod';
 
-export const TOKEN_STATUSES = [
-  'waiting', // created but held back (e.g. a later step whose inputs are not ready)
-  'staging', // inputs on tape, being brought online; not claimable
-  'todo', // claimable
-  'locked', // claimed, not started yet
-  'downloading',
-  'running',
-  'uploading',
-  'done',
-  'error',
-] as const;
-export type TokenStatus = (typeof TOKEN_STATUSES)[number];
+import { TOKEN_STATUSES, type TokenStatus } from './statuses.js';
+
+export { TOKEN_STATUSES, type TokenStatus };
 
 /** Phases of a claimed token: the lease is held during these. */
 export const ACTIVE_STATUSES: readonly TokenStatus[] = ['locked', 'downloading', 'running', 'uploading'];

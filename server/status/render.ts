@@ -1,6 +1,7 @@
 /** The status summary as text for a terminal: a table per observation × step, then failures and pilots. */
 import { TOKEN_STATUSES } from '../token.js';
 import type { StatusSummary } from './types.js';
+import { formatDuration } from './duration.js';
 
 const BAR_WIDTH = 20;
 
@@ -9,19 +10,6 @@ export function progressBar(done: number, error: number, total: number, width = 
   const d = Math.round((done / total) * width);
   const e = Math.min(width - d, error > 0 ? Math.max(1, Math.round((error / total) * width)) : 0);
   return '█'.repeat(d) + '▒'.repeat(e) + '░'.repeat(width - d - e);
-}
-
-export function formatDuration(seconds: number | null): string {
-  if (seconds === null) return '—';
-  if (seconds <= 0) return 'done';
-  const s = Math.round(seconds);
-  const d = Math.floor(s / 86400);
-  const h = Math.floor((s % 86400) / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  if (d > 0) return `${d}d ${String(h).padStart(2, '0')}h`;
-  if (h > 0) return `${h}h ${String(m).padStart(2, '0')}m`;
-  if (m > 0) return `${m}m ${String(s % 60).padStart(2, '0')}s`;
-  return `${s}s`;
 }
 
 function percent(done: number, total: number): string {

@@ -4,12 +4,12 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startTestServer, type TestServer } from './helpers/server.js';
-import { rawRequest, type Reply } from './helpers/http.js';
+import type { TestServer } from './helpers/server.js';
+import { rawRequest } from './helpers/http.js';
+import { frontAndEngine, type FrontAndEngine } from './helpers/front-and-engine.js';
 import { STORED_REDUCE_HEADER } from '../server/embedded/front.js';
 
 let server: TestServer;
-let engineUrl: string;
 const DB = 'reduce';
 
 const VIEWS = {
@@ -74,37 +74,20 @@ const QUERIES = [
   'group_level=1&startkey=%5B%5D&endkey=%5B%22a%22%2C%7B%7D%5D',
 ];
 
-async function viaFront(view: string, query: string): Promise<Reply> {
-  return rawRequest(server.url, 'GET', `/${DB}/_design/pool/_view/${view}?${query}`, { auth: server.admin });
-}
+let fe: FrontAndEngine;
+const viaFront = (view: string, query: string) => fe.viaFront(view, query);
+const viaEngine = (view: string, query: string) => fe.viaEngine(view, query);
+const bulk = (docs: object[]) => fe.bulk(docs);
 
-async function viaEngine(view: string, query: string): Promise<Reply> {
-  return rawRequest(engineUrl, 'GET', `/${DB}/_design/pool/_view/${view}?${query}`, { auth: server.admin });
-}
-
-/** Every query on every built-in-reduced view: same status and rows as the engine, answered from the stored index. */
-async function compareAll(label: string): Promise<void> {
-  for (const view of ['progress', 'overview_total', 'vector', 'mixed', 'partial']) {
-    for (const query of QUERIES) {
-      const [front, engine] = await Promise.all([viaFront(view, query), viaEngine(view, query)]);
-      assert.equal(front.status, engine.status, `${label} ${view}?${query}: ${front.body} vs ${engine.body}`);
-      assert.deepEqual(front.json(), engine.json(), `${label} ${view}?${query}`);
-      if (front.status === 200) assert.equal(front.headers[STORED_REDUCE_HEADER], 'stored', `${label} ${view}?${query} was not answered from the stored index`);
-    }
-  }
-}
-
-async function bulk(docs: object[]): Promise<void> {
-  const r = await rawRequest(server.url, 'POST', `/${DB}/_bulk_docs`, { auth: server.admin, body: JSON.stringify({ docs }) });
-  assert.equal(r.status, 201, r.body);
-  assert.ok(r.json().every((x: { ok?: boolean }) => x.ok), r.body);
+/** Every query on every view: same status and body as the engine, answered from the stored index. */
+function compareAll(label: string): Promise<void> {
+  const queries = ['progress', 'overview_total', 'vector', 'mixed', 'partial'].flatMap((view) => QUERIES.map((base): [string, string] => [view, base]));
+  return fe.compareAll(label, queries, STORED_REDUCE_HEADER);
 }
 
 before(async () => {
-  server = await startTestServer();
-  engineUrl = `http://127.0.0.1:${await server.engine.enginePort()}`;
-  assert.equal((await rawRequest(server.url, 'PUT', `/${DB}`, { auth: server.admin })).status, 201);
-  await bulk([{ _id: '_design/pool', views: VIEWS }, { _id: 'not-a-token', type: 'other' }, ...Array.from({ length: 600 }, (_, n) => token(n))]);
+  fe = await frontAndEngine(DB, [{ _id: '_design/pool', views: VIEWS }, { _id: 'not-a-token', type: 'other' }, ...Array.from({ length: 600 }, (_, n) => token(n))]);
+  server = fe.server;
 });
 
 after(async () => {

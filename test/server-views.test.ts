@@ -5,12 +5,12 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startTestServer, type TestServer } from './helpers/server.js';
-import { rawRequest, type Reply } from './helpers/http.js';
+import type { TestServer } from './helpers/server.js';
+import { rawRequest } from './helpers/http.js';
+import { frontAndEngine, type FrontAndEngine } from './helpers/front-and-engine.js';
 import { STORED_VIEW_HEADER } from '../server/embedded/front.js';
 
 let server: TestServer;
-let engineUrl: string;
 const DB = 'views';
 
 const VIEWS = {
@@ -73,38 +73,20 @@ const QUERIES = [
   `startkey=${j(null)}&endkey=${j(true)}&descending=false`,
 ];
 
-async function viaFront(view: string, query: string): Promise<Reply> {
-  return rawRequest(server.url, 'GET', `/${DB}/_design/pool/_view/${view}?${query}`, { auth: server.admin });
-}
+let fe: FrontAndEngine;
+const viaFront = (view: string, query: string) => fe.viaFront(view, query);
+const viaEngine = (view: string, query: string) => fe.viaEngine(view, query);
+const bulk = (docs: object[]) => fe.bulk(docs);
 
-async function viaEngine(view: string, query: string): Promise<Reply> {
-  return rawRequest(engineUrl, 'GET', `/${DB}/_design/pool/_view/${view}?${query}`, { auth: server.admin });
-}
-
-/** Every query on every view, asking rows: same status and body as the engine, answered from the stored index. */
-async function compareAll(label: string): Promise<void> {
-  for (const view of ['claimable', 'by_id', 'leases', 'progress', 'custom', 'multi', 'linked', 'partial']) {
-    for (const base of QUERIES) {
-      const query = view === 'progress' || view === 'custom' ? `reduce=false&${base.replace('reduce=false&', '')}` : base;
-      const [front, engine] = await Promise.all([viaFront(view, query), viaEngine(view, query)]);
-      assert.equal(front.status, engine.status, `${label} ${view}?${query}: ${front.body} vs ${engine.body}`);
-      assert.deepEqual(front.json(), engine.json(), `${label} ${view}?${query}`);
-      if (front.status === 200) assert.equal(front.headers[STORED_VIEW_HEADER], 'stored', `${label} ${view}?${query} was not answered from the stored index`);
-    }
-  }
-}
-
-async function bulk(docs: object[]): Promise<void> {
-  const r = await rawRequest(server.url, 'POST', `/${DB}/_bulk_docs`, { auth: server.admin, body: JSON.stringify({ docs }) });
-  assert.equal(r.status, 201, r.body);
-  assert.ok(r.json().every((x: { ok?: boolean }) => x.ok), r.body);
+/** Every query on every view: same status and body as the engine, answered from the stored index. */
+function compareAll(label: string): Promise<void> {
+  const queries = ['claimable', 'by_id', 'leases', 'progress', 'custom', 'multi', 'linked', 'partial'].flatMap((view) => QUERIES.map((base): [string, string] => [view, view === 'progress' || view === 'custom' ? `reduce=false&${base.replace('reduce=false&', '')}` : base]));
+  return fe.compareAll(label, queries, STORED_VIEW_HEADER);
 }
 
 before(async () => {
-  server = await startTestServer();
-  engineUrl = `http://127.0.0.1:${await server.engine.enginePort()}`;
-  assert.equal((await rawRequest(server.url, 'PUT', `/${DB}`, { auth: server.admin })).status, 201);
-  await bulk([{ _id: '_design/pool', views: VIEWS }, { _id: 'meta', type: 'other', note: 'linked' }, ...Array.from({ length: 400 }, (_, n) => token(n))]);
+  fe = await frontAndEngine(DB, [{ _id: '_design/pool', views: VIEWS }, { _id: 'meta', type: 'other', note: 'linked' }, ...Array.from({ length: 400 }, (_, n) => token(n))]);
+  server = fe.server;
 });
 
 after(async () => {

@@ -78,37 +78,34 @@ export function slurmPlan(args: SlurmArgs, creds: PilotCredentials, agentArgs: r
   checkFile(PILOT_SCRIPT, 'jdl/pilot.sh', 'Reinstall tokenpool: the pilot script is part of it.');
   const jobName = args.jobName ?? `tokenpool-${dbName.replace(/[^A-Za-z0-9_.-]/g, '_')}`;
   const maxTime = Math.max(60, limit - args.signalGrace);
+  // What the sbatch script states and the submission record keeps alike.
+  const common = {
+    job_name: jobName,
+    time: args.time,
+    partition: args.partition ?? null,
+    account: args.account ?? null,
+    cpus: args.cpus,
+    mem: args.mem ?? null,
+    max_time: maxTime,
+    idle_exit: args.idleExit,
+    log_dir: logDir,
+  };
   return {
+    // Template values: paths shell-quoted for the script.
     values: {
-      job_name: jobName,
-      time: args.time,
-      partition: args.partition ?? null,
-      account: args.account ?? null,
-      cpus: args.cpus,
-      mem: args.mem ?? null,
+      ...common,
       grace: args.signalGrace,
-      log_dir: logDir,
       sbatch_options: sbatchOptions,
       credentials: shQuote(creds.file),
       bundle: shQuote(bundle),
-      max_time: maxTime,
-      idle_exit: args.idleExit,
       scratch: args.scratch === undefined ? null : `"${args.scratch}"`,
       node: args.node === undefined ? null : shQuote(path.resolve(args.node)),
       pilot: shQuote(PILOT_SCRIPT),
       agent_args: agentArgs.map((a) => ` ${shQuote(a)}`).join(''),
     },
     options: {
-      job_name: jobName,
-      time: args.time,
-      partition: args.partition ?? null,
-      account: args.account ?? null,
-      cpus: args.cpus,
-      mem: args.mem ?? null,
+      ...common,
       signal_grace: args.signalGrace,
-      max_time: maxTime,
-      idle_exit: args.idleExit,
-      log_dir: logDir,
       scratch: args.scratch ?? null,
       credentials: creds.file,
       bundle,

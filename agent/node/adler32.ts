@@ -144,6 +144,15 @@ export class Adler32 {
 }
 
 /**
+ * `bytes` of memory to receive data in, with the adler32 update that sums data there in place: in
+ * the SIMD module's own memory (no copy), or plain memory and the JavaScript version without SIMD.
+ */
+export function checksumMemory(bytes: number): { buffer: Buffer; update: (adler: number, buf: Uint8Array) => number } {
+  const simd = simdAdler32(bytes);
+  return simd ? { buffer: simd.buffer, update: simd.update } : { buffer: Buffer.allocUnsafeSlow(bytes), update: adler32UpdatePortable };
+}
+
+/**
  * A file read front to back in chunks into a few reused buffers, adler32 taken on each chunk as
  * it is read, while it is still in the CPU cache (with SIMD in place, without a copy). A chunk
  * returned by next() stays valid until `depth - 1` more calls: a caller that hands it on (to a
@@ -161,10 +170,9 @@ export class ChecksummedFileReader {
     chunkBytes: number,
     depth: number,
   ) {
-    const simd = simdAdler32(chunkBytes * depth);
-    const memory = simd?.buffer ?? Buffer.allocUnsafeSlow(chunkBytes * depth);
-    this.buffers = Array.from({ length: depth }, (_, i) => memory.subarray(i * chunkBytes, (i + 1) * chunkBytes));
-    this.add = simd ? simd.update : adler32UpdatePortable;
+    const memory = checksumMemory(chunkBytes * depth);
+    this.buffers = Array.from({ length: depth }, (_, i) => memory.buffer.subarray(i * chunkBytes, (i + 1) * chunkBytes));
+    this.add = memory.update;
   }
 
   static async open(file: string, chunkBytes: number, depth: number): Promise<ChecksummedFileReader> {

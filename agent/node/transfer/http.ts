@@ -1,26 +1,21 @@
 /**
- * http(s):// and dav(s):// with Node's own client: streaming GET into a file and PUT from a file,
- * adler32 computed on the bytes as they pass, MKCOL for missing parent collections, HEAD (or
- * PROPFIND) for the size. For https the grid proxy can be the client certificate.
+ * http(s):// and dav(s):// built in: GET straight off the socket into a file (http-get.ts), PUT
+ * from a file with Node's client, adler32 computed on the bytes as they pass, MKCOL for missing
+ * parent collections, HEAD (or PROPFIND) for the size. For https the grid proxy can be the client
+ * certificate.
  */
 import fs from 'node:fs';
 import http, { type ClientRequest, type IncomingMessage } from 'node:http';
 import https from 'node:https';
-import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { Adler32, ChecksummedFileReader } from '../adler32.js';
-import { TransferError, type Transfer, type Transferred } from './types.js';
+import { ChecksummedFileReader } from '../adler32.js';
+import { getToFile } from './http-get.js';
+import { TransferError, type TlsMaterial, type Transfer, type Transferred } from './types.js';
 
-const CHUNK = 4 << 20;
+export type { TlsMaterial } from './types.js';
+
 const UPLOAD_CHUNK = 1 << 20;
 const MAX_REDIRECTS = 5;
-
-/** TLS material for https: a client certificate (the proxy) and extra trusted CAs (X509_CERT_DIR). */
-export interface TlsMaterial {
-  cert?: string;
-  key?: string;
-  ca?: string[];
-}
+const REDIRECTS = [301, 302, 303, 307, 308];
 
 export function httpTransfer(tls: () => TlsMaterial = () => ({})): Transfer {
   const send = (method: string, url: URL, signal: AbortSignal, headers: Record<string, string | number> = {}, body?: (req: ClientRequest) => Promise<unknown>) =>
@@ -30,21 +25,15 @@ export function httpTransfer(tls: () => TlsMaterial = () => ({})): Transfer {
     async download(url, dest, { signal }) {
       let target = webUrl(url);
       for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
-        const res = await send('GET', target, signal);
-        const location = redirectTarget(res, target);
-        if (location) {
-          target = location;
+        const tlsMaterial = target.protocol === 'https:' ? tls() : undefined;
+        const { head, body } = await getToFile(target, dest, { signal, headers: authHeader(target), tls: tlsMaterial, shownUrl: url });
+        const location = head.headers.get('location');
+        if (REDIRECTS.includes(head.status) && location) {
+          target = new URL(location, target);
           continue;
         }
-        if (res.statusCode !== 200) throw statusError(url, res);
-        const expected = res.headers['content-length'] === undefined ? undefined : Number(res.headers['content-length']);
-        const sum = new Adler32();
-        // A plain listener beside the pipe (not a transform stage): the cheapest way to see every byte.
-        await pipeline(tapStream(res, sum), fs.createWriteStream(dest, { highWaterMark: CHUNK }), { signal });
-        if (expected !== undefined && sum.size !== expected) {
-          throw new TransferError(url, `connection ended after ${sum.size} of ${expected} bytes`, true);
-        }
-        return { size: sum.size, adler32: sum.hex };
+        if (!body) throw statusError(url, head.status, head.statusText);
+        return body;
       }
       throw new TransferError(url, `more than ${MAX_REDIRECTS} redirects`, false);
     },
@@ -73,7 +62,7 @@ export function httpTransfer(tls: () => TlsMaterial = () => ({})): Transfer {
         } else break;
       }
       const { res } = attempt;
-      if (res.statusCode !== 200 && res.statusCode !== 201 && res.statusCode !== 204) throw statusError(url, res);
+      if (res.statusCode !== 200 && res.statusCode !== 201 && res.statusCode !== 204) throw responseError(url, res);
       res.resume();
       const sum = await attempt.sent;
       if (sum.size !== size) throw new TransferError(url, `sent ${sum.size} of ${size} bytes`, true);
@@ -86,12 +75,12 @@ export function httpTransfer(tls: () => TlsMaterial = () => ({})): Transfer {
       head.resume();
       if (head.statusCode === 404 || head.statusCode === 410) return null;
       if (head.statusCode === 200 && head.headers['content-length'] !== undefined) return { size: Number(head.headers['content-length']) };
-      if (head.statusCode !== 405 && head.statusCode !== 501 && head.statusCode !== 200) throw statusError(url, head);
+      if (head.statusCode !== 405 && head.statusCode !== 501 && head.statusCode !== 200) throw responseError(url, head);
       // Some WebDAV servers answer HEAD without a length (or not at all): ask PROPFIND.
       const res = await send('PROPFIND', target, signal, { Depth: 0, 'Content-Type': 'application/xml' });
       const body = await readBody(res);
       if (res.statusCode === 404) return null;
-      if (res.statusCode !== 207) throw statusError(url, res);
+      if (res.statusCode !== 207) throw responseError(url, res);
       const m = /<(?:[\w-]+:)?getcontentlength[^>]*>\s*(\d+)\s*</i.exec(body);
       if (!m) throw new TransferError(url, 'PROPFIND answer gives no size', false);
       return { size: Number(m[1]) };
@@ -114,8 +103,7 @@ function request(
   tls: TlsMaterial | undefined,
 ): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
-    const auth = url.username ? { Authorization: 'Basic ' + Buffer.from(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`).toString('base64') } : {};
-    const options = { method, headers: { ...headers, ...auth }, signal, ...(tls ?? {}) };
+    const options = { method, headers: { ...headers, ...authHeader(url) }, signal, ...(tls ?? {}) };
     const target = new URL(url);
     target.username = '';
     target.password = '';
@@ -137,16 +125,25 @@ function request(
   });
 }
 
+/** Basic auth from the URL's user info (never sent in the request line). */
+function authHeader(url: URL): Record<string, string> {
+  if (!url.username) return {};
+  return { Authorization: 'Basic ' + Buffer.from(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`).toString('base64') };
+}
+
 function redirectTarget(res: IncomingMessage, from: URL): URL | null {
-  if (![301, 302, 303, 307, 308].includes(res.statusCode ?? 0) || !res.headers.location) return null;
+  if (!REDIRECTS.includes(res.statusCode ?? 0) || !res.headers.location) return null;
   res.resume();
   return new URL(res.headers.location, from);
 }
 
-function statusError(url: string, res: IncomingMessage): TransferError {
+function responseError(url: string, res: IncomingMessage): TransferError {
   res.resume();
-  const code = res.statusCode ?? 0;
-  const text = `${code} ${res.statusMessage ?? http.STATUS_CODES[code] ?? ''}`.trim();
+  return statusError(url, res.statusCode ?? 0, res.statusMessage);
+}
+
+function statusError(url: string, code: number, message: string | undefined): TransferError {
+  const text = `${code} ${message || http.STATUS_CODES[code] || ''}`.trim();
   if (code === 401 || code === 403) return new TransferError(url, `${text} (check the grid proxy or credentials)`, false);
   const retryable = code >= 500 || code === 408 || code === 429;
   return new TransferError(url, text, retryable);
@@ -198,11 +195,6 @@ async function sendFile(src: string, req: ClientRequest): Promise<ChecksummedFil
   } finally {
     await reader.close();
   }
-}
-
-function tapStream<T extends Readable>(src: T, sum: Adler32): T {
-  src.on('data', (chunk: Buffer) => sum.update(chunk));
-  return src;
 }
 
 async function readBody(res: IncomingMessage): Promise<string> {

@@ -6,6 +6,13 @@ export interface TransferOptions {
   signal: AbortSignal;
 }
 
+/** TLS material for https: a client certificate (the proxy) and extra trusted CAs (X509_CERT_DIR). */
+export interface TlsMaterial {
+  cert?: string;
+  key?: string;
+  ca?: string[];
+}
+
 export interface Transferred {
   size: number;
   adler32: string;

@@ -14,6 +14,7 @@ import { SecurityCache } from './access.js';
 import { callEngine, identityHeaders, type Upstream } from './upstream.js';
 import { ChangesFeeds, isChangesFeed } from './changes-feed.js';
 import { StoredViews } from './stored-views.js';
+import { CONFLICT_BODY, docWrite, MAX_FENCED_BODY, StaleRevisions, type DocWrite, type SettleWrite } from './stale-revisions.js';
 
 /** Extra handlers mounted beside the CouchDB API (the dashboard); return true when handled. */
 export type RouteHandler = (req: http.IncomingMessage, res: http.ServerResponse) => boolean | Promise<boolean>;
@@ -34,6 +35,8 @@ const MAX_FEED_BODY = 8 * 1024 * 1024;
 export const STORED_REDUCE_HEADER = 'x-tokenpool-reduce';
 /** Response header telling that the front answered a row listing (map rows) from its stored index. */
 export const STORED_VIEW_HEADER = 'x-tokenpool-view';
+/** Response header telling that the front answered a write's 409 itself (stale-revisions.ts). */
+export const KNOWN_CONFLICT_HEADER = 'x-tokenpool-conflict';
 
 export class Front {
   private server: http.Server | null = null;
@@ -43,6 +46,7 @@ export class Front {
   private readonly feeds: ChangesFeeds;
   readonly views: StoredViews;
   private readonly security: SecurityCache;
+  private readonly staleRevs = new StaleRevisions();
   private engineGeneration = 0;
 
   constructor(
@@ -101,13 +105,14 @@ export class Front {
       return;
     }
     const segments = pathSegments(url) ?? [];
+    if (this.engine.generation !== this.engineGeneration) {
+      // A restarted in-memory engine lost every database, security objects and documents included.
+      this.security.forgetAll();
+      this.staleRevs.forgetAll();
+      this.engineGeneration = this.engine.generation;
+    }
     let verdict: Verdict | null = judge(method, url, user);
     if (!verdict && user.name !== null && !user.roles.includes('_admin') && isUserDbPath(segments)) {
-      if (this.engine.generation !== this.engineGeneration) {
-        // A restarted in-memory engine lost every database, security objects included.
-        this.security.forgetAll();
-        this.engineGeneration = this.engine.generation;
-      }
       const destination = typeof req.headers.destination === 'string' ? req.headers.destination : undefined;
       verdict = await this.security.check(user, method, segments, destination);
     }
@@ -121,6 +126,7 @@ export class Front {
     if (db !== undefined && !db.startsWith('_') && segments.length === 1 && (method === 'PUT' || method === 'DELETE')) {
       this.views.forgetDb(db);
       this.security.forget(db);
+      this.staleRevs.forgetDb(db);
     }
     if (db !== undefined && segments[1] === '_security' && method === 'PUT') {
       // Forget before and after the write: a check racing with it must not cache the old object.
@@ -150,7 +156,43 @@ export class Front {
         return;
       }
     }
-    await this.proxy(req, res, user, isDocumentWrite(method, segments));
+    const write = await this.readDocWrite(req, method, segments, search);
+    if (write?.doc) {
+      const settle = await this.staleRevs.admit(write.doc);
+      if (!settle) {
+        sendJson(res, 409, CONFLICT_BODY, { [KNOWN_CONFLICT_HEADER]: 'known' });
+        return;
+      }
+      write.settle = settle;
+    }
+    await this.proxy(req, res, user, isDocumentWrite(method, segments), write);
+  }
+
+  /**
+   * A single-document write with its body read (when it has a small one), so that a write on a
+   * revision known to have a child is refused here (stale-revisions.ts); null for other requests,
+   * whose bodies stream to the engine untouched.
+   */
+  private async readDocWrite(req: http.IncomingMessage, method: string, segments: string[], search: URLSearchParams): Promise<PendingWrite | null> {
+    if (method === 'DELETE') {
+      const doc = docWrite(method, segments, search, req.headers);
+      return doc ? { doc } : null;
+    }
+    if (method !== 'PUT' && method !== 'POST') return null;
+    // Only a document's own URL (or the database's, for POST) can be fenced; attachments and _bulk_docs stream.
+    if (segments.length === 0 || segments.length > 3 || (segments.length === 3 && segments[1] !== '_design')) return null;
+    if (segments.length === 1 && method !== 'POST') return null;
+    const length = Number(req.headers['content-length']);
+    if (!Number.isInteger(length) || length <= 0 || length > MAX_FENCED_BODY || req.headers['transfer-encoding']) return null;
+    const body = await readBody(req, MAX_FENCED_BODY);
+    if (body === null) return null; // cannot happen with a truthful content-length
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(body.toString('utf8'));
+    } catch {
+      parsed = undefined; // the engine answers with its own error
+    }
+    return { doc: docWrite(method, segments, search, req.headers, parsed), body };
   }
 
   /** Who sent the request: cached per credential so the engine's session lookup runs rarely. */
@@ -178,12 +220,13 @@ export class Front {
     return user;
   }
 
-  private async proxy(req: http.IncomingMessage, res: http.ServerResponse, user: UserCtx, documentWrite: boolean): Promise<void> {
+  private async proxy(req: http.IncomingMessage, res: http.ServerResponse, user: UserCtx, documentWrite: boolean, write: PendingWrite | null): Promise<void> {
     let port: number;
     try {
       port = await this.engine.enginePort();
     } catch (err) {
-      drain(req);
+      write?.settle?.(false);
+      if (!write?.body) drain(req);
       sendJson(res, 503, { error: 'service_unavailable', reason: `The database engine is not running: ${String(err)}` });
       return;
     }
@@ -203,11 +246,13 @@ export class Front {
         const outHeaders = { ...up.headers };
         for (const h of HOP_BY_HOP) delete outHeaders[h];
         res.writeHead(status, outHeaders);
+        if (write?.settle) this.settleOnReply(up, status, write.doc!, write.settle);
         up.pipe(res);
         up.on('error', () => res.destroy());
       },
     );
     upstream.on('error', (err) => {
+      write?.settle?.(false);
       if (res.headersSent) {
         res.destroy();
         return;
@@ -216,10 +261,37 @@ export class Front {
       sendJson(res, 503, { error: 'service_unavailable', reason: 'The database engine restarted during the request; retry it.' });
     });
     res.on('close', () => {
+      write?.settle?.(false);
       if (!res.writableFinished) upstream.destroy();
     });
-    req.pipe(upstream);
+    if (write?.body) upstream.end(write.body);
+    else req.pipe(upstream);
   }
+
+  /** Tells the fence whether the engine accepted the write: its reply says ok with the new revision. */
+  private settleOnReply(up: http.IncomingMessage, status: number, doc: DocWrite, settle: SettleWrite): void {
+    const chunks: Buffer[] = [];
+    if (status === 201 || status === 202) up.on('data', (c: Buffer) => chunks.push(c));
+    up.on('end', () => {
+      let accepted = false;
+      try {
+        const reply = chunks.length > 0 ? (JSON.parse(Buffer.concat(chunks).toString('utf8')) as { ok?: boolean; id?: string; rev?: string }) : {};
+        accepted = reply.ok === true && reply.id === doc.id && typeof reply.rev === 'string';
+      } catch {
+        // Not the JSON of an accepted write: nothing learnt.
+      }
+      settle(accepted);
+    });
+    up.on('close', () => settle(false));
+  }
+}
+
+/** A write whose body the front has read already (to find its document and base revision). */
+interface PendingWrite {
+  doc: DocWrite | null;
+  body?: Buffer;
+  /** set once the fence admitted the write */
+  settle?: SettleWrite;
 }
 
 /** PUT /db/doc, /db/_design/x or /db/_local/x: a JSON document body (attachments keep their own type). */

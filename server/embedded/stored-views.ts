@@ -272,15 +272,20 @@ class ViewIndex {
     this.docBytes -= old.length;
   }
 
+  /** From now on, documents that have rows are kept as their changes arrive. */
+  keepDocs(): Map<string, string> {
+    return (this.docs ??= new Map());
+  }
+
   /**
    * The current documents of these ids as far as the index holds them (all of them, once warm);
    * starts keeping documents at the first call.
    */
   storedDocs(ids: string[]): Map<string, string> {
-    this.docs ??= new Map();
+    const docs = this.keepDocs();
     const out = new Map<string, string>();
     for (const id of ids) {
-      const text = this.docs.get(id);
+      const text = docs.get(id);
       if (text !== undefined) out.set(id, text);
     }
     return out;
@@ -503,6 +508,8 @@ export class StoredViews {
         return null;
       }
       index = new ViewIndex(this.up, this.adminAuth, db, ddocId, ddoc._rev, generation, reduce, sandbox);
+      // Agents list with documents from their first query on: keep them from the build, which reads them anyway.
+      if (mode === 'rows' && q.includeDocs) index.keepDocs();
       if (this.indexes.size >= MAX_INDEXES) this.indexes.delete(this.indexes.keys().next().value!);
       this.indexes.set(key, index);
     }

@@ -2,7 +2,8 @@
  * Transfer throughput on loopback against nginx (WebDAV): stage-in (GET) and stage-out (PUT) of a
  * 1 GiB file with the built-in client (adler32 computed on the way), gfal-copy and curl side by
  * side, and adler32 speed. Besides MB/s, the CPU seconds each contender spends per run: on a
- * shared machine wall-clock speed follows the CPU a process needs. Writes
+ * shared machine wall-clock speed follows the CPU a process needs. Everything runs under the V8
+ * settings the agent runs with (WebAssembly on the baseline compiler). Writes
  * bench-results/transfer.json. Big files are deleted afterwards.
  */
 import { execFileSync } from 'node:child_process';
@@ -10,9 +11,14 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { adler32File, adler32Update, adler32UpdatePortable, ADLER32_INITIAL } from '../agent/node/adler32.js';
-import { httpTransfer } from '../agent/node/transfer/http.js';
+import { keepWebAssemblyOnBaselineCompiler } from '../agent/v8-settings.js';
 import { startNginx } from '../test/helpers/nginx.js';
+
+// As in the agent, the flag is set before the adler32 module is compiled (the agent loads it on
+// first use): a module compiled earlier would still be optimized, and the figures would flatter.
+keepWebAssemblyOnBaselineCompiler();
+const { adler32File, adler32Update, adler32UpdatePortable, ADLER32_INITIAL } = await import('../agent/node/adler32.js');
+const { httpTransfer } = await import('../agent/node/transfer/http.js');
 
 const SIZE = Number(process.env.BENCH_TRANSFER_BYTES ?? 1 << 30);
 const RUNS = Number(process.env.BENCH_TRANSFER_RUNS ?? 5);
@@ -133,11 +139,14 @@ try {
   );
 
   const ratio = (a: Result | undefined, b: Result | undefined) => (a && b ? Math.round((a.mb_s / b.mb_s) * 100) / 100 : null);
+  /** Each turn's built-in run over the curl run right after it: the side-by-side view of the same moments */
+  const turnRatios = (a: Result | undefined, b: Result | undefined) => (a && b ? a.runs_mb_s.map((x, i) => Math.round((x / b.runs_mb_s[i]!) * 100) / 100) : null);
   const cpuRatio = (a: Result | undefined, b: Result | undefined) => (a && b && b.cpu_s > 0 ? Math.round((a.cpu_s / b.cpu_s) * 100) / 100 : null);
   const result = {
     bench: 'transfer',
     date: new Date().toISOString(),
     host: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version },
+    v8_flags: '--liftoff-only (as the agent sets it)',
     file_bytes: SIZE,
     adler32: {
       memory_mb_s: mbps(4 * mem.length, memMs),
@@ -152,7 +161,9 @@ try {
     },
     stage_in: stageIn,
     stage_out: stageOut,
+    /** best run over best run */
     builtin_vs_curl: { stage_in: ratio(stageIn.builtin, stageIn.curl), stage_out: ratio(stageOut.builtin, stageOut.curl) },
+    builtin_vs_curl_per_turn: { stage_in: turnRatios(stageIn.builtin, stageIn.curl), stage_out: turnRatios(stageOut.builtin, stageOut.curl) },
     /** CPU seconds per run, built-in over curl (median runs): below 1 the built-in client needs less */
     builtin_vs_curl_cpu: { stage_in: cpuRatio(stageIn.builtin, stageIn.curl), stage_out: cpuRatio(stageOut.builtin, stageOut.curl) },
     load_average: os.loadavg().map((l) => Math.round(l * 10) / 10),

@@ -38,6 +38,16 @@ test('WebAssembly SIMD is available here (Node 20 on x86-64/arm64) and sums data
   }
 });
 
+test('SIMD: every vector count a block can end with (four a turn, then one at a time), against the JavaScript version', () => {
+  const simd = simdAdler32(1 << 16)!;
+  const data = randomBytes(4096 + 300);
+  data.copy(simd.buffer);
+  for (let length = 0; length <= data.length; length += length < 300 ? 1 : 4096 - 300 + 1) {
+    const expected = adler32UpdatePortable(ADLER32_INITIAL, data.subarray(3, 3 + length));
+    assert.equal(simd.update(ADLER32_INITIAL, simd.buffer.subarray(3, 3 + length)), expected, `length ${length}`);
+  }
+});
+
 test('worst case (all 0xff) does not overflow', () => {
   const ones = Buffer.alloc(5 << 20, 0xff);
   const expected = zlibAdler32(ones);

@@ -12,14 +12,14 @@ import { batchEndTime } from './batch.js';
 import { nodeCores } from './host.js';
 import { createWorkerNode } from './node/index.js';
 import { checkAgentArgs, type AgentArgs } from './options.js';
-import { keepWebAssemblyOnBaselineCompiler } from './v8-settings.js';
+import { applyAgentV8Settings } from './v8-settings.js';
 
 export { agentOptions, type AgentArgs } from './options.js';
 export { AGENT_EXIT } from './agent.js';
 
 /** Runs an agent to the end; resolves with the process exit code (docs/agent.md). */
 export async function runAgent(args: AgentArgs): Promise<number> {
-  keepWebAssemblyOnBaselineCompiler();
+  applyAgentV8Settings();
   const log = createLogger('agent', { level: args.logLevel });
   const { slots, selector } = checkAgentArgs(args);
   const pool = openPool({ db: args.db, credentials: args.credentials, user: process.env.TOKENPOOL_USER, password: process.env.TOKENPOOL_PASSWORD });

@@ -1,9 +1,17 @@
 #!/usr/bin/env node
 /** `tokenpool`: one CLI, one verb per module in ./commands (only the verb being run is loaded). */
-import yargs from 'yargs';
-import { hideBin } from 'yargs/helpers';
-import { loadCommands } from './commands/index.js';
-import { entryOptions, runEntry } from './entry.js';
+import { applyAgentV8Settings } from '../agent/v8-settings.js';
+
+// The agent's V8 settings act on what is allocated after them: applied before any other module loads
+// (hence the dynamic imports below). The verb is found as loadCommands finds it.
+if (process.argv.slice(2).find((a) => !a.startsWith('-')) === 'agent') applyAgentV8Settings();
+
+const [{ default: yargs }, { hideBin }, { loadCommands }, { entryOptions, runEntry }] = await Promise.all([
+  import('yargs'),
+  import('yargs/helpers'),
+  import('./commands/index.js'),
+  import('./entry.js'),
+]);
 
 const argv = hideBin(process.argv);
 const commands = await loadCommands(argv);

@@ -3,10 +3,17 @@
  * The self-contained pilot's entry (bundled by `npm run bundle` into dist/tokenpool-agent.mjs): only the
  * agent command, so that the bundle holds no server, native module or PouchDB code.
  */
-import yargs from 'yargs';
-import { hideBin } from 'yargs/helpers';
-import { agentCommand } from './commands/agent.js';
-import { entryOptions, runEntry } from './entry.js';
+import { applyAgentV8Settings } from '../agent/v8-settings.js';
+
+// As in cli.ts: before the other modules load (pilot.sh also starts node with a small young generation).
+applyAgentV8Settings();
+
+const [{ default: yargs }, { hideBin }, { agentCommand }, { entryOptions, runEntry }] = await Promise.all([
+  import('yargs'),
+  import('yargs/helpers'),
+  import('./commands/agent.js'),
+  import('./entry.js'),
+]);
 
 // Worker nodes have no pino-pretty (and no terminal worth it): always log JSON lines.
 process.env.TOKENPOOL_LOG_JSON ??= '1';

@@ -4,10 +4,17 @@
  * variables or (discouraged) the URL; they travel in an Authorization header, never in a URL we print.
  */
 import fs from 'node:fs';
-import nano, { type DocumentScope, type ServerScope } from 'nano';
+import { createRequire } from 'node:module';
+import type Nano from 'nano';
+import type { DocumentScope, ServerScope } from 'nano';
 import { InputError } from './errors.js';
 import { redactUrl, registerSecret } from './redact.js';
 import type { Token } from './token.js';
+
+// nano is CommonJS. Imported, Node's ESM loader first scans its 33 kB for export names, and compiling
+// that scanner with V8's optimizing compiler costs a short-lived agent ~10 MB of peak memory;
+// require() loads it without the scan. (jdl/bundle.mjs bundles this call as a plain require.)
+const nano = createRequire(import.meta.url)('nano') as typeof Nano;
 
 export interface PoolOptions {
   /** Database URL, e.g. http://127.0.0.1:5984/lofar (the last path segment is the database). */

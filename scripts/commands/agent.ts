@@ -1,6 +1,6 @@
 /** `tokenpool agent`: the pilot agent on a worker node (agent/). */
 import type { CommandModule } from 'yargs';
-import { agentOptions, runAgent, type AgentArgs } from '../../agent/index.js';
+import { agentOptions, type AgentArgs } from '../../agent/options.js';
 import { reportFailure } from '../output.js';
 
 export const agentCommand: CommandModule<object, AgentArgs> = {
@@ -10,6 +10,8 @@ export const agentCommand: CommandModule<object, AgentArgs> = {
   handler: async (args) => {
     let code: number;
     try {
+      // Loaded here: `tokenpool --help` lists the command without loading the agent.
+      const { runAgent } = await import('../../agent/index.js');
       code = await runAgent(args);
     } catch (err) {
       reportFailure(err);

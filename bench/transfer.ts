@@ -40,14 +40,16 @@ type Contender = ((run: number) => Promise<number | void> | number | void) | nul
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /**
- * Runs the contenders in turns (a, b, c, a, b, c, …) so that changing load on a shared machine
- * hits them alike; reports the best run of each and the median CPU seconds.
+ * Runs the contenders in turns (a, b, c, b, c, a, c, a, b, …) so that changing load on a shared
+ * machine hits them alike and none is always first (the bench's first run was often slow, for
+ * whoever made it); reports the best run of each and the median CPU seconds.
  */
 async function compare(contenders: Record<string, Contender>, before?: () => void): Promise<Record<string, Result>> {
   const runs: Record<string, number[]> = {};
   const cpu: Record<string, number[]> = {};
+  const entries = Object.entries(contenders);
   for (let i = 0; i < RUNS; i++) {
-    for (const [name, fn] of Object.entries(contenders)) {
+    for (const [name, fn] of [...entries.slice(i % entries.length), ...entries.slice(0, i % entries.length)]) {
       if (!fn) continue;
       before?.();
       const own = process.cpuUsage();
@@ -146,7 +148,7 @@ try {
   );
 
   const ratio = (a: Result | undefined, b: Result | undefined) => (a && b ? Math.round((a.mb_s / b.mb_s) * 100) / 100 : null);
-  /** Each turn's built-in run over the curl run right after it: the side-by-side view of the same moments */
+  /** Each turn's built-in run over that turn's curl run: the side-by-side view of the same minutes */
   const turnRatios = (a: Result | undefined, b: Result | undefined) => (a && b ? a.runs_mb_s.map((x, i) => Math.round((x / b.runs_mb_s[i]!) * 100) / 100) : null);
   const cpuRatio = (a: Result | undefined, b: Result | undefined) => (a && b && b.cpu_s > 0 ? Math.round((a.cpu_s / b.cpu_s) * 100) / 100 : null);
   const result = {

@@ -116,6 +116,41 @@ test('after updates, deletes and inserts the listings still equal the engine (ne
   }
 });
 
+test('single-document writes applied by the front at once, mixed with writes it cannot read, still equal the engine', async () => {
+  // A seeded walk over PUT, POST, DELETE, PUT with _deleted, ?rev=, attachments and bulk writes.
+  let seed = 7;
+  const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  const write = (method: string, path: string, body?: object) =>
+    rawRequest(server.url, method, path ? `/${DB}/${path}` : `/${DB}`, { auth: server.admin, body: body === undefined ? undefined : JSON.stringify(body) });
+  const current = async (id: string) => (await rawRequest(server.url, 'GET', `/${DB}/${id}`, { auth: server.admin })).json();
+  for (let step = 0; step < 120; step++) {
+    const n = Math.floor(random() * 450);
+    const id = `t_${String(n).padStart(5, '0')}`;
+    const doc = await current(id);
+    const exists = typeof doc._rev === 'string';
+    const fields = token(n, Math.floor(random() * 4));
+    const op = Math.floor(random() * 7);
+    let r;
+    if (!exists) r = op % 2 ? await write('PUT', id, fields) : await write('POST', '', { ...fields, _id: id });
+    else if (op === 0) r = await write('PUT', id, { ...fields, _rev: doc._rev });
+    else if (op === 1) r = await write('POST', '', { ...fields, _id: id, _rev: doc._rev });
+    else if (op === 2) r = await write('DELETE', `${id}?rev=${doc._rev}`);
+    else if (op === 3) r = await write('PUT', id, { ...fields, _rev: doc._rev, _deleted: true });
+    else if (op === 4) r = await write('PUT', `${id}?rev=${doc._rev}`, fields);
+    else if (op === 5) r = await write('PUT', id, { ...fields, _rev: doc._rev, _attachments: { 'a.txt': { content_type: 'text/plain', data: Buffer.from(`x${step}`).toString('base64') } } });
+    else {
+      await bulk([{ ...fields, _id: id, _rev: doc._rev }, token(2000 + step)]);
+      r = { status: 201 };
+    }
+    assert.ok(r.status === 201 || r.status === 200, `step ${step} op ${op}: ${r.status} ${'body' in r ? r.body : ''}`);
+    if (step % 10 === 9) await compareAll(`after write-through step ${step}`);
+    else {
+      const [front, engine] = await Promise.all([viaFront('claimable', 'include_docs=true'), viaEngine('claimable', 'include_docs=true')]);
+      assert.deepEqual(front.json(), engine.json(), `step ${step} op ${op}`);
+    }
+  }
+});
+
 test('queries the index does not answer exactly go to the engine', async () => {
   for (const [view, query] of [
     ['claimable', 'reduce=true'],

@@ -52,6 +52,9 @@ export async function startEngine(opts: EngineOptions): Promise<http.Server> {
   fs.chmodSync(path.join(opts.dataDir, 'engine-config.json'), 0o600);
   return new Promise((resolve) => {
     const server = app.listen(0, '127.0.0.1', () => resolve(server));
+    // Only the front connects, through a keep-alive pool: an idle socket closed here could be reused
+    // there at the same moment and fail its request ("socket hang up"), so idle sockets stay open.
+    server.keepAliveTimeout = 0;
   });
 }
 

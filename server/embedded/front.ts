@@ -15,6 +15,7 @@ import { callEngine, identityHeaders, type Upstream } from './upstream.js';
 import { ChangesFeeds, isChangesFeed } from './changes-feed.js';
 import { StoredViews } from './stored-views.js';
 import { CONFLICT_BODY, docWrite, MAX_FENCED_BODY, StaleRevisions, type DocWrite, type SettleWrite } from './stale-revisions.js';
+import { mayWrite, writtenDoc, type WrittenDoc } from './db-writes.js';
 
 /** Extra handlers mounted beside the CouchDB API (the dashboard); return true when handled. */
 export type RouteHandler = (req: http.IncomingMessage, res: http.ServerResponse) => boolean | Promise<boolean>;
@@ -165,7 +166,8 @@ export class Front {
       }
       write.settle = settle;
     }
-    await this.proxy(req, res, user, isDocumentWrite(method, segments), write);
+    const writesTo = db !== undefined && !db.startsWith('_') && mayWrite(method, segments) ? db : undefined;
+    await this.proxy(req, res, user, isDocumentWrite(method, segments), write, writesTo);
   }
 
   /**
@@ -192,7 +194,7 @@ export class Front {
     } catch {
       parsed = undefined; // the engine answers with its own error
     }
-    return { doc: docWrite(method, segments, search, req.headers, parsed), body };
+    return { doc: docWrite(method, segments, search, req.headers, parsed), body, json: parsed };
   }
 
   /** Who sent the request: cached per credential so the engine's session lookup runs rarely. */
@@ -220,7 +222,8 @@ export class Front {
     return user;
   }
 
-  private async proxy(req: http.IncomingMessage, res: http.ServerResponse, user: UserCtx, documentWrite: boolean, write: PendingWrite | null): Promise<void> {
+  /** Passes the request to the engine; `writesTo` names the database when it may write there. */
+  private async proxy(req: http.IncomingMessage, res: http.ServerResponse, user: UserCtx, documentWrite: boolean, write: PendingWrite | null, writesTo: string | undefined): Promise<void> {
     let port: number;
     try {
       port = await this.engine.enginePort();
@@ -237,6 +240,12 @@ export class Front {
     // CouchDB reads a document PUT as JSON whatever its content type; the engine would store an empty doc.
     const type = String(headers['content-type'] ?? '');
     if (documentWrite && (type === '' || type.startsWith('application/x-www-form-urlencoded'))) headers['content-type'] = 'application/json';
+    let reported = false;
+    const report = (status: number | null, chunks: Buffer[]): void => {
+      if (writesTo === undefined || reported) return;
+      reported = true;
+      this.writeDone(writesTo, req.method!, write, status, chunks);
+    };
     const upstream = http.request(
       { host: '127.0.0.1', port, method: req.method, path: req.url, headers, agent: this.agent },
       (up) => {
@@ -246,13 +255,14 @@ export class Front {
         const outHeaders = { ...up.headers };
         for (const h of HOP_BY_HOP) delete outHeaders[h];
         res.writeHead(status, outHeaders);
-        if (write?.settle) this.settleOnReply(up, status, write.doc!, write.settle);
+        // Before the pipe: the stored views must know of the write before its caller does.
+        if (writesTo !== undefined) this.trackWrite(up, status, write, report);
         up.pipe(res);
         up.on('error', () => res.destroy());
       },
     );
     upstream.on('error', (err) => {
-      write?.settle?.(false);
+      report(null, []);
       if (res.headersSent) {
         res.destroy();
         return;
@@ -261,28 +271,39 @@ export class Front {
       sendJson(res, 503, { error: 'service_unavailable', reason: 'The database engine restarted during the request; retry it.' });
     });
     res.on('close', () => {
-      write?.settle?.(false);
       if (!res.writableFinished) upstream.destroy();
     });
     if (write?.body) upstream.end(write.body);
     else req.pipe(upstream);
   }
 
-  /** Tells the fence whether the engine accepted the write: its reply says ok with the new revision. */
-  private settleOnReply(up: http.IncomingMessage, status: number, doc: DocWrite, settle: SettleWrite): void {
+  /** Collects the reply of a fenced write (small) and reports the outcome once the engine's answer ends or breaks off. */
+  private trackWrite(up: http.IncomingMessage, status: number, write: PendingWrite | null, report: (status: number | null, chunks: Buffer[]) => void): void {
     const chunks: Buffer[] = [];
-    if (status === 201 || status === 202) up.on('data', (c: Buffer) => chunks.push(c));
-    up.on('end', () => {
-      let accepted = false;
+    if (write?.doc && (status === 201 || status === 202)) up.on('data', (c: Buffer) => chunks.push(c));
+    up.on('end', () => report(status, chunks));
+    up.on('close', () => report(null, []));
+  }
+
+  /**
+   * A request that may have written has its answer (status null: none, or a broken one). Tells the
+   * fence whether the engine accepted a fenced write, and the stored views what changed: the stored
+   * document when the front can tell it, else that something did. A 4xx wrote nothing.
+   */
+  private writeDone(db: string, method: string, write: PendingWrite | null, status: number | null, chunks: Buffer[]): void {
+    let stored: WrittenDoc | 'accepted' | null = null;
+    if (write?.doc && chunks.length > 0) {
       try {
-        const reply = chunks.length > 0 ? (JSON.parse(Buffer.concat(chunks).toString('utf8')) as { ok?: boolean; id?: string; rev?: string }) : {};
-        accepted = reply.ok === true && reply.id === doc.id && typeof reply.rev === 'string';
+        const reply = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { ok?: boolean; id?: string; rev?: string };
+        if (reply.ok === true && reply.id === write.doc.id && typeof reply.rev === 'string') stored = writtenDoc(write.doc.id, reply.rev, method, write.json) ?? 'accepted';
       } catch {
         // Not the JSON of an accepted write: nothing learnt.
       }
-      settle(accepted);
-    });
-    up.on('close', () => settle(false));
+    }
+    write?.settle?.(stored !== null);
+    if (status !== null && status >= 400 && status < 500) return;
+    if (stored !== null && stored !== 'accepted') this.views.wrote(db, stored);
+    else this.views.wroteOpaque(db);
   }
 }
 
@@ -290,6 +311,8 @@ export class Front {
 interface PendingWrite {
   doc: DocWrite | null;
   body?: Buffer;
+  /** the body parsed */
+  json?: unknown;
   /** set once the fence admitted the write */
   settle?: SettleWrite;
 }

@@ -4,14 +4,16 @@
  * (~15 s at 100k docs); row listings (map-only views, reduce=false), because the engine brings its own
  * index up to date inside every query, which under a stream of writes (agents claiming) costs seconds.
  * The index holds every emitted row in view order and each document's rows (so an update removes its
- * old contribution). Before each answer it reads the engine's `_changes` since the last sequence it
- * saw, so answers are never stale. Anything it does not reproduce exactly goes to the engine.
+ * old contribution). Writes the front saw accepted are applied at once (db-writes.ts); before an
+ * answer that may have missed another write, it reads the engine's `_changes` since the last sequence
+ * it saw, so answers are never stale. Anything it does not reproduce exactly goes to the engine.
  */
 import { createHash } from 'node:crypto';
 import type { Logger } from '../log.js';
 import { collate, type JsonValue } from './collate.js';
 import { MapSandbox } from './map-sandbox.js';
 import { callEngine, type Upstream } from './upstream.js';
+import { DbWrites, type WrittenDoc } from './db-writes.js';
 
 type Builtin = '_count' | '_sum';
 /** The view's reduce: built-in (answered here), another one (only reduce=false answered), or none. */
@@ -21,6 +23,14 @@ interface Row {
   key: JsonValue;
   value: JsonValue;
   id: string;
+}
+
+/** One entry of `_changes` (with include_docs), or a write the front saw. */
+interface Change {
+  id: string;
+  deleted?: boolean;
+  changes?: { rev: string }[];
+  doc?: Record<string, unknown> & { _rev?: string };
 }
 
 export interface ViewQuery {
@@ -39,6 +49,8 @@ export interface ViewQuery {
 }
 
 const CHANGES_BATCH = 2000;
+/** Written-through changes after which `_changes` is read in the background, so the sequence keeps up. */
+const THROUGH_BEFORE_READ = 1000;
 /** Above this many changed documents in one read, re-sorting beats inserting row by row. */
 const RESORT_THRESHOLD = 500;
 const MAX_INDEXES = 64;
@@ -116,6 +128,11 @@ export function queryMode(q: ViewQuery, reduce: ReduceKind): 'rows' | 'reduce' |
   return null;
 }
 
+/** The generation of a revision: 3 for "3-9a8b…". */
+function revPosition(rev: string): number {
+  return Number.parseInt(rev, 10) || 0;
+}
+
 function compareRows(a: Row, b: Row): number {
   return collate(a.key, b.key) || (a.id === b.id ? 0 : a.id > b.id ? 1 : -1) || collate(a.value, b.value);
 }
@@ -159,7 +176,13 @@ class ViewIndex {
   /** Answers already computed, valid until the rows change (dashboards repeat the same queries). */
   private readonly answers = new Map<string, ReduceAnswer | RowsAnswer>();
   private running: Promise<void> | null = null;
+  /** the opaque-write count when the read of `_changes` in flight began */
+  private runningFrom = -1;
   private queued: Promise<void> | null = null;
+  /** The opaque- and written-through-write counts when the last completed read of `_changes` began. */
+  private synced = { opaque: -1, through: 0 };
+  /** The revision each document's rows come from: a change older than that (read before a write the front saw) is skipped. */
+  private readonly revs = new Map<string, string>();
   /**
    * The documents that have rows, as JSON text, kept once a query asked for include_docs (until then
    * null): they come with the changes anyway, so listings with documents cost the engine nothing more.
@@ -178,6 +201,7 @@ class ViewIndex {
     readonly generation: number,
     readonly reduce: ReduceKind,
     private readonly sandbox: MapSandbox,
+    private readonly writes: DbWrites,
   ) {}
 
   /** Whether a reduction computed here equals the engine's (rows always do). */
@@ -185,12 +209,19 @@ class ViewIndex {
     return this.unsummable === 0;
   }
 
-  /** Brings the index up to the engine's current state; a sync already running may have missed writes, so wait for a fresh one. */
+  /**
+   * Brings the index up to every write completed so far. Nothing to read when every write since the
+   * last read of `_changes` was written through; a read already running covers the writes completed
+   * before it began, else a fresh one follows it.
+   */
   catchUp(): Promise<void> {
-    if (!this.running) {
-      this.running = this.readChanges().finally(() => (this.running = null));
-      return this.running;
+    const { opaque, through } = this.writes;
+    if (this.synced.opaque === opaque) {
+      if (through - this.synced.through >= THROUGH_BEFORE_READ && !this.running) void this.startReading().catch(() => undefined);
+      return Promise.resolve();
     }
+    if (!this.running) return this.startReading();
+    if (this.runningFrom === opaque) return this.running;
     this.queued ??= this.running
       .catch(() => undefined)
       .then(() => {
@@ -200,23 +231,37 @@ class ViewIndex {
     return this.queued;
   }
 
+  private startReading(): Promise<void> {
+    const from = { opaque: this.writes.opaque, through: this.writes.through };
+    this.runningFrom = from.opaque;
+    this.running = this.readChanges()
+      .then(() => {
+        this.synced = from;
+      })
+      .finally(() => (this.running = null));
+    return this.running;
+  }
+
+  /** A write the front saw the engine accept: applied now rather than at the next read of `_changes`. */
+  applyWritten(w: WrittenDoc): void {
+    this.apply([{ id: w.id, deleted: w.deleted, changes: [{ rev: w.rev }], doc: w.doc }], true);
+  }
+
   private async readChanges(): Promise<void> {
     for (;;) {
       const path = `/${encodeURIComponent(this.db)}/_changes?include_docs=true&limit=${CHANGES_BATCH}&since=${encodeURIComponent(String(this.seq))}`;
       const reply = await callEngine(this.up, 'GET', path, { authorization: this.adminAuth });
       if (reply.status !== 200) throw new Error(`engine answered ${reply.status} to ${path.split('?')[0]}`);
-      const feed = JSON.parse(reply.body) as {
-        results: { id: string; deleted?: boolean; doc?: Record<string, unknown> & { _rev?: string } }[];
-        last_seq: string | number;
-      };
-      this.apply(feed.results);
+      const feed = JSON.parse(reply.body) as { results: Change[]; last_seq: string | number };
+      this.apply(feed.results, false);
       if (this.stale) return;
       this.seq = feed.last_seq;
       if (feed.results.length < CHANGES_BATCH) return;
     }
   }
 
-  private apply(results: { id: string; deleted?: boolean; doc?: Record<string, unknown> & { _rev?: string } }[]): void {
+  private apply(changes: Change[], written: boolean): void {
+    const results = changes.filter((c) => this.isNewer(c, written));
     if (results.length > 0) this.answers.clear();
     const mapped: { id: string; doc: string }[] = [];
     const changed = new Set<string>();
@@ -256,6 +301,24 @@ class ViewIndex {
         if (fresh.get(m.id)!.length > 0) this.keepDoc(m.id, m.doc);
       });
     }
+  }
+
+  /**
+   * Whether a change is newer than what the rows show, and if so, remembers its revision. A written-
+   * through change must be strictly newer; one from `_changes` also wins a tie, the engine having chosen
+   * it among conflicting revisions.
+   */
+  private isNewer(c: Change, written: boolean): boolean {
+    const rev = c.doc?._rev ?? c.changes?.[0]?.rev;
+    if (rev === undefined) return true;
+    const known = this.revs.get(c.id);
+    if (known !== undefined) {
+      if (known === rev) return false;
+      const delta = revPosition(rev) - revPosition(known);
+      if (delta < 0 || (delta === 0 && written)) return false;
+    }
+    this.revs.set(c.id, rev);
+    return true;
   }
 
   private keepDoc(id: string, text: string): void {
@@ -430,6 +493,7 @@ export class StoredViews {
   private readonly ddocs = new Map<string, { ddoc: DesignDoc; generation: number }>();
   /** Callers (by credential) the engine let read a database lately, until when. */
   private readonly readers = new Map<string, number>();
+  private readonly writes = new Map<string, DbWrites>();
 
   constructor(
     private readonly up: Upstream,
@@ -439,7 +503,30 @@ export class StoredViews {
   ) {}
 
   /** A database was created or deleted through the front: its indexes describe nothing any more. */
+  /** A single-document write the engine accepted, its stored document known: every index of the database takes it now. */
+  wrote(db: string, w: WrittenDoc): void {
+    this.writesOf(db).through++;
+    for (const index of this.indexesOf(db)) index.applyWritten(w);
+  }
+
+  /** A write completed whose effect the front cannot tell: indexes read `_changes` before their next answer. */
+  wroteOpaque(db: string): void {
+    this.writesOf(db).opaque++;
+  }
+
+  private writesOf(db: string): DbWrites {
+    let w = this.writes.get(db);
+    if (!w) this.writes.set(db, (w = new DbWrites()));
+    return w;
+  }
+
+  private *indexesOf(db: string): Iterable<ViewIndex> {
+    const prefix = `${db}\u0000`;
+    for (const [key, index] of this.indexes) if (key.startsWith(prefix) && index instanceof ViewIndex) yield index;
+  }
+
   forgetDb(db: string): void {
+    this.writes.delete(db);
     for (const key of this.indexes.keys()) if (key.startsWith(`${db}\u0000`)) this.indexes.delete(key);
     for (const key of this.ddocs.keys()) if (key.startsWith(`${db}\u0000`)) this.ddocs.delete(key);
     this.forgetReaders(db);
@@ -507,7 +594,7 @@ export class StoredViews {
         this.log.warn({ db, view: `${ddocId}/${view}`, err: String(err) }, 'map function not usable for stored views; the engine answers');
         return null;
       }
-      index = new ViewIndex(this.up, this.adminAuth, db, ddocId, ddoc._rev, generation, reduce, sandbox);
+      index = new ViewIndex(this.up, this.adminAuth, db, ddocId, ddoc._rev, generation, reduce, sandbox, this.writesOf(db));
       // Agents list with documents from their first query on: keep them from the build, which reads them anyway.
       if (mode === 'rows' && q.includeDocs) index.keepDocs();
       if (this.indexes.size >= MAX_INDEXES) this.indexes.delete(this.indexes.keys().next().value!);

@@ -163,6 +163,7 @@ describe('built-in client: GET against servers that frame, redirect and fail eve
       '/busy': (s) => s.end('HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n'),
       '/door/file': (s) => s.end('HTTP/1.1 302 Found\r\nLocation: ../pool/file?token=1\r\nContent-Length: 0\r\n\r\n'),
       '/pool/file?token=1': (s, base) => s.end(`HTTP/1.1 307 Temporary Redirect\r\nLocation: ${base}/big\r\nContent-Length: 0\r\n\r\n`),
+      '/elsewhere': (s) => s.end('HTTP/1.1 302 Found\r\nLocation: ftp://user:pw@ftp.example.org/file\r\nContent-Length: 0\r\n\r\n'),
       '/loop': (s) => s.end('HTTP/1.1 301 Moved Permanently\r\nLocation: /loop\r\nContent-Length: 0\r\n\r\n'),
     });
   });
@@ -213,7 +214,7 @@ describe('built-in client: GET against servers that frame, redirect and fail eve
     assert.equal(fs.readFileSync(file, 'utf8'), 'hello');
   });
 
-  test('relative and absolute redirects are followed (door → pool → file), a loop stops', async () => {
+  test('relative and absolute redirects are followed (door → pool → file); a loop and a redirect away from http stop', async () => {
     const file = dest();
     const got = await get('/door/file', file);
     assert.equal(got.size, big.length);
@@ -221,6 +222,10 @@ describe('built-in client: GET against servers that frame, redirect and fail eve
     const err = await failure('/loop');
     assert.match(err.causeText, /more than 5 redirects/);
     assert.equal(err.retryable, false);
+    const elsewhere = await failure('/elsewhere');
+    assert.match(elsewhere.causeText, /^redirected to ftp:\/\/.*ftp\.example\.org\/file, not http\(s\)$/);
+    assert.ok(!elsewhere.message.includes(':pw@'), elsewhere.message);
+    assert.equal(elsewhere.retryable, false);
   });
 
   test('fewer bytes than Content-Length: a retryable error saying how many arrived', async () => {

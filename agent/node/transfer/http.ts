@@ -7,6 +7,7 @@
 import fs from 'node:fs';
 import http, { type ClientRequest, type IncomingMessage } from 'node:http';
 import https from 'node:https';
+import { redactUrl } from '../../../server/redact.js';
 import { ChecksummedFileReader } from '../adler32.js';
 import { getToFile } from './http-get.js';
 import { TransferError, type TlsMaterial, type Transfer, type Transferred } from './types.js';
@@ -30,6 +31,7 @@ export function httpTransfer(tls: () => TlsMaterial = () => ({})): Transfer {
         const location = head.headers.get('location');
         if (REDIRECTS.includes(head.status) && location) {
           target = new URL(location, target);
+          if (target.protocol !== 'http:' && target.protocol !== 'https:') throw new TransferError(url, `redirected to ${redactUrl(target.href)}, not http(s)`, false);
           continue;
         }
         if (!body) throw statusError(url, head.status, head.statusText);

@@ -70,7 +70,7 @@ const VARIANTS: Variant[] = [
         env: { ...process.env, TOKENPOOL_NODE: process.execPath, TOKENPOOL_BUNDLE: BUNDLE, TOKENPOOL_SCRATCH: workdir },
         stdio: ['ignore', 'ignore', 'pipe'],
       }),
-    agentPid: (child) => childRunning(child.pid!, BUNDLE),
+    agentPid: (child) => nodeRunning(child.pid!, BUNDLE),
   },
 ];
 
@@ -80,14 +80,19 @@ function vmHwmKb(pid: number): number {
   return m ? Number(m[1]) : 0;
 }
 
-/** The child of `parent` whose command line mentions `needle` (pilot.sh also runs node -e to check its version). */
-function childRunning(parent: number, needle: string): number | null {
+/**
+ * The child of `parent` that is node running `script`: pilot.sh also runs node -e to check its
+ * version, and dirname/basename with the bundle's path to find it.
+ */
+function nodeRunning(parent: number, script: string): number | null {
   for (const entry of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
       const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === parent && fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(needle)) return Number(entry);
+      if (ppid !== parent) continue;
+      const args = fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
+      if (args[0] === process.execPath && args.includes(script)) return Number(entry);
     } catch {
       // gone meanwhile
     }

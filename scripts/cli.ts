@@ -1,17 +1,13 @@
 #!/usr/bin/env node
 /** `tokenpool`: one CLI, one verb per module in ./commands (only the verb being run is loaded). */
 import { applyAgentV8Settings } from '../agent/v8-settings.js';
+import { commandLoaders, loadCommands } from './commands/index.js';
 
 // The agent's V8 settings act on what is allocated after them: applied before any other module loads
-// (hence the dynamic imports below). The verb is found as loadCommands finds it.
-if (process.argv.slice(2).find((a) => !a.startsWith('-')) === 'agent') applyAgentV8Settings();
+// (hence the dynamic imports below). The first word naming a command is the verb (`--log-level debug agent`).
+if (process.argv.slice(2).find((a) => Object.hasOwn(commandLoaders, a)) === 'agent') applyAgentV8Settings();
 
-const [{ default: yargs }, { hideBin }, { loadCommands }, { entryOptions, runEntry }] = await Promise.all([
-  import('yargs'),
-  import('yargs/helpers'),
-  import('./commands/index.js'),
-  import('./entry.js'),
-]);
+const [{ default: yargs }, { hideBin }, { entryOptions, runEntry }] = await Promise.all([import('yargs'), import('yargs/helpers'), import('./entry.js')]);
 
 const argv = hideBin(process.argv);
 const commands = await loadCommands(argv);

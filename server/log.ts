@@ -1,6 +1,11 @@
 /** pino loggers: JSON lines by default, pretty on a terminal; every line passes through redaction. */
-import pino, { type Logger } from 'pino';
+import { createRequire } from 'node:module';
+import type { default as Pino, Logger } from 'pino';
 import { redactText } from './redact.js';
+
+// CommonJS, loaded with require() as nano is (server/client.ts): what Node's ESM loader scans of our
+// CommonJS imports for export names must stay small, or the scan's optimization costs ~10 MB of peak memory.
+const pino = createRequire(import.meta.url)('pino') as typeof Pino;
 
 export type { Logger };
 

@@ -41,8 +41,8 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 
 /**
  * Runs the contenders in turns (a, b, c, b, c, a, c, a, b, …) so that changing load on a shared
- * machine hits them alike and none is always first (the bench's first run was often slow, for
- * whoever made it); reports the best run of each and the median CPU seconds.
+ * machine hits them alike and none is always first (the bench's first transfer was often slow);
+ * reports the best run of each and the median CPU seconds.
  */
 async function compare(contenders: Record<string, Contender>, before?: () => void): Promise<Record<string, Result>> {
   const runs: Record<string, number[]> = {};

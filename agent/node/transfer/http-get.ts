@@ -19,7 +19,7 @@ import { bodyFraming, headEnd, MAX_HEAD_BYTES, parseHead, ProtocolError, type Bo
 import { TransferError, type TlsMaterial, type Transferred } from './types.js';
 
 const SLOT_BYTES = 1 << 20;
-/** 4 MiB, as much as the write stream before held: room for the disk's hiccups on a busy node */
+/** 4 MiB in all: room for the disk's hiccups on a busy node before reading has to pause */
 const SLOTS = 4;
 /** A slot with less room left than this is written out: reads into a sliver would waste events. */
 const MIN_READ = 64 << 10;

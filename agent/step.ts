@@ -4,7 +4,7 @@
  * kills the group too when the agent itself dies (kill -9), so that no orphaned step keeps writing
  * results for a token another agent will run again.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 
 export interface StepSpec {
@@ -31,25 +31,25 @@ export interface StepResult {
 }
 
 export async function runStep(spec: StepSpec): Promise<StepResult> {
+  const { execa } = await import('execa');
   const started = Date.now();
-  // The step writes its output straight into the files (not through the agent, nor through execa's ~100 modules).
-  const out = fs.openSync(spec.stdoutFile, 'w');
-  const err = fs.openSync(spec.stderrFile, 'w');
-  let child: ChildProcess;
-  try {
-    child = spawn(spec.file, spec.args, { cwd: spec.cwd, env: spec.env, detached: true, stdio: ['ignore', out, err] });
-  } catch (e) {
-    return couldNotStart(spec, e as Error);
-  } finally {
-    fs.closeSync(out);
-    fs.closeSync(err);
-  }
-  const ended = new Promise<{ exitCode: number | null; signal: NodeJS.Signals | null } | Error>((resolve) => {
-    child.once('error', resolve);
-    child.once('exit', (exitCode, signal) => resolve({ exitCode, signal }));
+  const child = execa(spec.file, spec.args, {
+    cwd: spec.cwd,
+    env: spec.env,
+    extendEnv: false,
+    detached: true,
+    stdin: 'ignore',
+    stdout: { file: spec.stdoutFile },
+    stderr: { file: spec.stderrFile },
+    reject: false,
+    cleanup: false,
   });
   const pgid = child.pid;
-  if (pgid === undefined) return couldNotStart(spec, (await ended) as Error);
+  if (pgid === undefined) {
+    const res = await child;
+    fs.appendFileSync(spec.stderrFile, `tokenpool: could not start ${spec.file}: ${res.message ?? 'unknown error'}\n`);
+    return { exitCode: 127, signal: null, timedOut: false, aborted: false, seconds: 0 };
+  }
   const watchdog = startWatchdog(pgid, spec.graceS);
   let timedOut = false;
   let aborted = false;
@@ -74,11 +74,10 @@ export async function runStep(spec: StepSpec): Promise<StepResult> {
   if (spec.signal.aborted) onAbort();
   else spec.signal.addEventListener('abort', onAbort, { once: true });
   try {
-    const res = await ended;
-    if (res instanceof Error) throw res;
+    const res = await child;
     return {
-      exitCode: res.exitCode,
-      signal: res.signal,
+      exitCode: res.exitCode ?? null,
+      signal: res.signal ?? null,
       timedOut,
       aborted,
       seconds: (Date.now() - started) / 1000,
@@ -91,11 +90,6 @@ export async function runStep(spec: StepSpec): Promise<StepResult> {
     signalGroup(pgid, 'SIGKILL');
     watchdog.kill('SIGKILL');
   }
-}
-
-function couldNotStart(spec: StepSpec, err: Error): StepResult {
-  fs.appendFileSync(spec.stderrFile, `tokenpool: could not start ${spec.file}: ${err.message}\n`);
-  return { exitCode: 127, signal: null, timedOut: false, aborted: false, seconds: 0 };
 }
 
 export function signalGroup(pgid: number, sig: NodeJS.Signals): void {

@@ -1,61 +1,105 @@
 /**
- * Runs a design document's map function over documents, outside the engine, in a node:vm context.
- * Design documents are written by database admins, so this is containment against mistakes (a loop
- * that never ends, a throw), not a security boundary.
+ * Runs a design document's map function over documents, outside the engine, on one worker thread
+ * shared by every stored view (map-worker.ts). Design documents are written by database admins, so
+ * this is containment against mistakes (a loop that never ends, a throw), not a security boundary:
+ * a batch that takes longer than BATCH_TIMEOUT_MS ends the thread (a new one serves the next batch).
+ * Unlike a vm timeout, which starts a watchdog thread per call, this costs one message per batch.
  */
-import vm from 'node:vm';
+import { Worker } from 'node:worker_threads';
+import type { MapReply, MapRequest } from './map-worker.js';
 
 /** One emitted row, as JSON text of [key, value] so nothing from the sandbox's realm leaks out. */
 export type EmittedRows = string[];
 
 const BATCH_TIMEOUT_MS = 10_000;
 
-// The helpers CouchDB's JavaScript query server offers map functions.
-const PRELUDE = `
-var __rows = [];
-function emit(key, value) {
-  __rows.push(JSON.stringify([key === undefined ? null : key, value === undefined ? null : value]));
-}
-function log() {}
-function isArray(x) { return Array.isArray(x); }
-function toJSON(x) { return JSON.stringify(x); }
-function sum(values) { var s = 0; for (var i = 0; i < values.length; i++) s += values[i]; return s; }
-`;
+/** The worker thread and the calls waiting for it. */
+class MapThread {
+  private worker: Worker | null = null;
+  /** which map functions the current worker has been given */
+  private defined = new Set<number>();
+  private readonly calls = new Map<number, { resolve: (rows: string) => void; reject: (err: Error) => void }>();
+  private nextCall = 0;
 
-// Each document's rows; a document whose map throws contributes no rows (CouchDB and the engine agree).
-const RUN_BATCH = new vm.Script(`
-(function () {
-  var out = [];
-  for (var i = 0; i < __docs.length; i++) {
-    __rows = [];
-    try { __map(JSON.parse(__docs[i])); } catch (e) { __rows = []; }
-    out.push(__rows);
+  run(map: number, source: string, docs: string[]): Promise<string> {
+    const worker = this.ensureWorker();
+    if (!this.defined.has(map)) {
+      this.post(worker, { kind: 'define', map, source });
+      this.defined.add(map);
+    }
+    const call = ++this.nextCall;
+    return new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => this.restart(new Error(`the map function took longer than ${BATCH_TIMEOUT_MS / 1000} s over ${docs.length} documents`)), BATCH_TIMEOUT_MS);
+      this.calls.set(call, {
+        resolve: (rows) => {
+          clearTimeout(timer);
+          resolve(rows);
+        },
+        reject: (err) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      });
+      this.post(worker, { kind: 'run', map, call, docs });
+    });
   }
-  __rows = [];
-  return JSON.stringify(out);
-})()
-`);
+
+  forget(map: number): void {
+    if (this.worker && this.defined.delete(map)) this.post(this.worker, { kind: 'drop', map });
+  }
+
+  private post(worker: Worker, msg: MapRequest): void {
+    worker.postMessage(msg);
+  }
+
+  private ensureWorker(): Worker {
+    if (this.worker) return this.worker;
+    const worker = new Worker(new URL('./map-worker.js', import.meta.url));
+    worker.on('message', (reply: MapReply) => {
+      const waiting = this.calls.get(reply.call);
+      if (!waiting) return;
+      this.calls.delete(reply.call);
+      if ('error' in reply) waiting.reject(new Error(reply.error));
+      else waiting.resolve(reply.rows);
+    });
+    worker.on('error', (err) => this.restart(err));
+    worker.on('exit', () => {
+      if (this.worker === worker) this.restart(new Error('the map thread exited'));
+    });
+    // After the listeners (adding one refs the thread again): an idle map thread keeps no process alive.
+    worker.unref();
+    this.worker = worker;
+    return worker;
+  }
+
+  /** Ends the thread (stuck or dead) and fails every call waiting for it; the next call starts a new one. */
+  private restart(reason: Error): void {
+    const worker = this.worker;
+    this.worker = null;
+    this.defined = new Set();
+    if (worker) void worker.terminate();
+    const waiting = [...this.calls.values()];
+    this.calls.clear();
+    for (const w of waiting) w.reject(reason);
+  }
+}
+
+const thread = new MapThread();
+let nextMap = 0;
 
 export class MapSandbox {
-  private readonly context: vm.Context;
+  private readonly id = ++nextMap;
 
-  /** Throws when the source does not evaluate to a function. */
-  constructor(mapSource: string) {
-    this.context = vm.createContext(Object.create(null), { codeGeneration: { strings: false, wasm: false } });
-    vm.runInContext(PRELUDE, this.context);
-    vm.runInContext(`var __map = (${mapSource});`, this.context, { timeout: BATCH_TIMEOUT_MS });
-    if (vm.runInContext('typeof __map', this.context) !== 'function') {
-      throw new Error('the map source is not a function');
-    }
+  constructor(private readonly source: string) {}
+
+  /** Rows per document, in the order given; docs are JSON texts. Rejects when the source is not a function. */
+  async run(docs: string[]): Promise<EmittedRows[]> {
+    if (docs.length === 0) return [];
+    return JSON.parse(await thread.run(this.id, this.source, docs)) as EmittedRows[];
   }
 
-  /** Rows per document, in the order given; docs are JSON texts. */
-  run(docs: string[]): EmittedRows[] {
-    this.context.__docs = docs;
-    try {
-      return JSON.parse(RUN_BATCH.runInContext(this.context, { timeout: BATCH_TIMEOUT_MS }) as string) as EmittedRows[];
-    } finally {
-      this.context.__docs = [];
-    }
+  /** The index is dropped: the thread forgets the function. */
+  close(): void {
+    thread.forget(this.id);
   }
 }

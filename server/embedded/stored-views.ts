@@ -51,6 +51,8 @@ export interface ViewQuery {
 const CHANGES_BATCH = 2000;
 /** Written-through changes after which `_changes` is read in the background, so the sequence keeps up. */
 const THROUGH_BEFORE_READ = 1000;
+/** Written-through changes held before they are mapped anyway (they are mapped in one batch at the next answer). */
+const MAX_PENDING_WRITES = 500;
 /** Above this many changed documents in one read, re-sorting beats inserting row by row. */
 const RESORT_THRESHOLD = 500;
 const MAX_INDEXES = 64;
@@ -183,6 +185,12 @@ class ViewIndex {
   private synced = { opaque: -1, through: 0 };
   /** The revision each document's rows come from: a change older than that (read before a write the front saw) is skipped. */
   private readonly revs = new Map<string, string>();
+  /** Written-through changes not mapped yet: one sandbox call per batch, not per write (each call costs ~0.5 ms). */
+  private pendingWrites = new Map<string, Change>();
+  /** The changes handed to apply() so far, applied in order. */
+  private applying: Promise<void> = Promise.resolve();
+  /** Set when applying changes failed (the map function failed or timed out): the index is unusable. */
+  private failure: Error | null = null;
   /**
    * The documents that have rows, as JSON text, kept once a query asked for include_docs (until then
    * null): they come with the changes anyway, so listings with documents cost the engine nothing more.
@@ -204,6 +212,10 @@ class ViewIndex {
     private readonly writes: DbWrites,
   ) {}
 
+  close(): void {
+    this.sandbox.close();
+  }
+
   /** Whether a reduction computed here equals the engine's (rows always do). */
   get reducible(): boolean {
     return this.unsummable === 0;
@@ -214,11 +226,12 @@ class ViewIndex {
    * last read of `_changes` was written through; a read already running covers the writes completed
    * before it began, else a fresh one follows it.
    */
-  catchUp(): Promise<void> {
+  async catchUp(): Promise<void> {
+    await this.flushWrites();
     const { opaque, through } = this.writes;
     if (this.synced.opaque === opaque) {
       if (through - this.synced.through >= THROUGH_BEFORE_READ && !this.running) void this.startReading().catch(() => undefined);
-      return Promise.resolve();
+      return;
     }
     if (!this.running) return this.startReading();
     if (this.runningFrom === opaque) return this.running;
@@ -242,9 +255,20 @@ class ViewIndex {
     return this.running;
   }
 
-  /** A write the front saw the engine accept: applied now rather than at the next read of `_changes`. */
+  /** A write the front saw the engine accept: applied before the next answer, without reading `_changes`. */
   applyWritten(w: WrittenDoc): void {
-    this.apply([{ id: w.id, deleted: w.deleted, changes: [{ rev: w.rev }], doc: w.doc }], true);
+    // Later writes of a document come later: the last one is what it is now.
+    this.pendingWrites.delete(w.id);
+    this.pendingWrites.set(w.id, { id: w.id, deleted: w.deleted, changes: [{ rev: w.rev }], doc: w.doc });
+    // A failure is kept in `failure` and reported by the next catchUp.
+    if (this.pendingWrites.size >= MAX_PENDING_WRITES) this.flushWrites().catch(() => undefined);
+  }
+
+  /** Maps the pending written-through changes; settles when every change handed over so far is applied. */
+  private flushWrites(): Promise<void> {
+    const batch = [...this.pendingWrites.values()];
+    this.pendingWrites = new Map();
+    return this.apply(batch, true);
   }
 
   private async readChanges(): Promise<void> {
@@ -253,16 +277,31 @@ class ViewIndex {
       const reply = await callEngine(this.up, 'GET', path, { authorization: this.adminAuth });
       if (reply.status !== 200) throw new Error(`engine answered ${reply.status} to ${path.split('?')[0]}`);
       const feed = JSON.parse(reply.body) as { results: Change[]; last_seq: string | number };
-      this.apply(feed.results, false);
+      await this.apply(feed.results, false);
       if (this.stale) return;
       this.seq = feed.last_seq;
       if (feed.results.length < CHANGES_BATCH) return;
     }
   }
 
-  private apply(changes: Change[], written: boolean): void {
+  /**
+   * Applies changes after those handed over before (mapping is asynchronous: on the map thread);
+   * rejects once any application failed, as the rows may then miss a change.
+   */
+  private apply(changes: Change[], written: boolean): Promise<void> {
+    if (changes.length > 0) {
+      this.applying = this.applying.then(() => this.applyNow(changes, written)).catch((err: unknown) => {
+        this.failure ??= err instanceof Error ? err : new Error(String(err));
+      });
+    }
+    return this.applying.then(() => {
+      if (this.failure) throw this.failure;
+    });
+  }
+
+  private async applyNow(changes: Change[], written: boolean): Promise<void> {
+    if (this.failure || this.stale) return;
     const results = changes.filter((c) => this.isNewer(c, written));
-    if (results.length > 0) this.answers.clear();
     const mapped: { id: string; doc: string }[] = [];
     const changed = new Set<string>();
     for (const change of results) {
@@ -274,7 +313,9 @@ class ViewIndex {
       // Design documents are not indexed; deleted documents only lose their rows.
       if (!change.deleted && change.doc && !change.id.startsWith('_design/')) mapped.push({ id: change.id, doc: JSON.stringify(change.doc) });
     }
-    const emitted = this.sandbox.run(mapped.map((m) => m.doc));
+    const emitted = await this.sandbox.run(mapped.map((m) => m.doc));
+    // From here on the rows change (no await below): answers memoised meanwhile are out of date.
+    if (results.length > 0) this.answers.clear();
     const fresh = new Map<string, Row[]>();
     mapped.forEach((m, i) => {
       fresh.set(
@@ -514,6 +555,12 @@ export class StoredViews {
     this.writesOf(db).opaque++;
   }
 
+  private dropIndex(key: string): void {
+    const index = this.indexes.get(key);
+    if (index instanceof ViewIndex) index.close();
+    this.indexes.delete(key);
+  }
+
   private writesOf(db: string): DbWrites {
     let w = this.writes.get(db);
     if (!w) this.writes.set(db, (w = new DbWrites()));
@@ -527,7 +574,7 @@ export class StoredViews {
 
   forgetDb(db: string): void {
     this.writes.delete(db);
-    for (const key of this.indexes.keys()) if (key.startsWith(`${db}\u0000`)) this.indexes.delete(key);
+    for (const key of [...this.indexes.keys()]) if (key.startsWith(`${db}\u0000`)) this.dropIndex(key);
     for (const key of this.ddocs.keys()) if (key.startsWith(`${db}\u0000`)) this.ddocs.delete(key);
     this.forgetReaders(db);
   }
@@ -580,35 +627,31 @@ export class StoredViews {
     let entry = this.indexes.get(key);
     const expired = entry !== undefined && 'failedRev' in entry && entry.until < Date.now();
     if (entry && (expired || ('failedRev' in entry ? entry.failedRev : entry.ddocRev) !== ddoc._rev || entry.generation !== generation)) {
-      this.indexes.delete(key);
+      this.dropIndex(key);
       entry = undefined;
     }
     if (entry && 'failedRev' in entry) return null;
     let index = entry;
     if (!index) {
-      let sandbox: MapSandbox;
-      try {
-        sandbox = new MapSandbox(def.map);
-      } catch (err) {
-        this.indexes.set(key, { failedRev: ddoc._rev, generation, until: Date.now() + RETRY_FAILED_MS });
-        this.log.warn({ db, view: `${ddocId}/${view}`, err: String(err) }, 'map function not usable for stored views; the engine answers');
-        return null;
-      }
-      index = new ViewIndex(this.up, this.adminAuth, db, ddocId, ddoc._rev, generation, reduce, sandbox, this.writesOf(db));
+      index = new ViewIndex(this.up, this.adminAuth, db, ddocId, ddoc._rev, generation, reduce, new MapSandbox(def.map), this.writesOf(db));
       // Agents list with documents from their first query on: keep them from the build, which reads them anyway.
       if (mode === 'rows' && q.includeDocs) index.keepDocs();
-      if (this.indexes.size >= MAX_INDEXES) this.indexes.delete(this.indexes.keys().next().value!);
+      if (this.indexes.size >= MAX_INDEXES) this.dropIndex(this.indexes.keys().next().value!);
       this.indexes.set(key, index);
     }
     try {
       await index.catchUp();
     } catch (err) {
-      if (this.indexes.get(key) === index) this.indexes.set(key, { failedRev: ddoc._rev, generation, until: Date.now() + RETRY_FAILED_MS });
+      // A map source that is no function, or that throws out of the sandbox or never ends.
+      if (this.indexes.get(key) === index) {
+        this.dropIndex(key);
+        this.indexes.set(key, { failedRev: ddoc._rev, generation, until: Date.now() + RETRY_FAILED_MS });
+      }
       this.log.warn({ db, view: `${ddocId}/${view}`, err: String(err) }, 'stored view failed; the engine answers');
       return null;
     }
     if (index.stale) {
-      if (this.indexes.get(key) === index) this.indexes.delete(key);
+      if (this.indexes.get(key) === index) this.dropIndex(key);
       this.ddocs.delete(`${db}\u0000${ddocName}`);
       return null;
     }

@@ -149,17 +149,17 @@ export async function pilotCounts(pool: Pool, opts: StateOptions = {}): Promise<
   return total;
 }
 
-interface SlurmView {
+export interface SlurmView {
   cluster: string | null;
   jobs: Map<string, ArrayJobStates> | null;
 }
 
-async function readSlurm(env: NodeJS.ProcessEnv | undefined): Promise<SlurmView> {
+export async function readSlurm(env: NodeJS.ProcessEnv | undefined): Promise<SlurmView> {
   const [cluster, jobs] = await Promise.all([slurmClusterName(env).catch(() => null), squeueStates(env).catch(() => null)]);
   return { cluster, jobs };
 }
 
-function countsOf(s: Submission, slurm: SlurmView | null): PilotCounts {
+export function countsOf(s: Submission, slurm: SlurmView | null): PilotCounts {
   const unknown = { queued: 0, running: 0, finished: 0, unknown: s.count };
   if (s.backend !== 'slurm' || !slurm?.jobs || (s.cluster && slurm.cluster && s.cluster !== slurm.cluster)) return unknown;
   const live = slurm.jobs.get(s.job_ids[0] ?? '');

@@ -7,9 +7,10 @@ import type http from 'node:http';
 import { InputError, StateError, TokenpoolError } from '../errors.js';
 import { redactText } from '../redact.js';
 import { RefusedError, type PoolReader } from '../status/reader.js';
-import { checkFilter } from '../status/filter.js';
-import { statusSummary } from '../status/summary.js';
-import { listTokens, tokenDetail } from '../status/tokens.js';
+import { listTokens, listTokensInStatus, tokenDetail } from '../status/tokens.js';
+import { dashboardSummary } from './summary.js';
+import { pilotPanel } from './pilots.js';
+import { filterOf, FILTER_PARAMS, numberParam, onlyParams } from './query.js';
 import { asset, indexHtml, pageHtml } from './static.js';
 import type { LiveChannels } from './live.js';
 
@@ -32,6 +33,8 @@ export interface DashboardSource {
 }
 
 const MAX_PAGE = 200;
+/** the throughput chart reaches back at most two weeks */
+const MAX_HOURS = 24 * 14;
 
 export function dashboardHandler(source: DashboardSource, live: LiveChannels, prefix = DASHBOARD_PREFIX) {
   return async (req: http.IncomingMessage, res: http.ServerResponse): Promise<boolean> => {
@@ -82,20 +85,29 @@ async function route(req: http.IncomingMessage, res: http.ServerResponse, url: U
   const { reader } = resolved;
   switch (name) {
     case 'summary': {
-      const hours = q.has('hours') ? Number(q.get('hours')) : 6;
-      if (!(hours > 0 && hours <= 24 * 14)) throw new InputError('hours must be a number from 0 to 336');
-      const summary = await statusSummary(reader, checkFilter({ obsid: q.get('obsid'), step: q.get('step') }), { chartSeconds: Math.round(hours * 3600) });
-      return sendJsonBody(res, summary);
+      onlyParams(q, 'summary', [...FILTER_PARAMS, 'hours']);
+      const filter = filterOf(q);
+      const hours = numberParam(q, 'hours', 6, 1, MAX_HOURS, true);
+      return sendJsonBody(res, await dashboardSummary(reader, filter, hours * 3600));
     }
     case 'tokens': {
-      const obsid = required(q, 'obsid');
-      const step = required(q, 'step');
-      checkFilter({ obsid, step });
-      const limit = q.has('limit') ? Number(q.get('limit')) : 50;
-      if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) throw new InputError(`limit must be a whole number from 1 to ${MAX_PAGE}`);
-      return sendJsonBody(res, await listTokens(reader, { obsid, step, status: required(q, 'status'), limit, after: q.get('after') }));
+      onlyParams(q, 'tokens', [...FILTER_PARAMS, 'limit', 'after']);
+      const { obsid, step, status } = filterOf(q);
+      if (status === null) throw new InputError('tokens needs a status', 'Add status=<status>, e.g. status=error.');
+      const limit = numberParam(q, 'limit', 50, 1, MAX_PAGE, true);
+      const after = q.get('after') || null;
+      if (obsid !== null && step !== null) return sendJsonBody(res, await listTokens(reader, { obsid, step, status, limit, after }));
+      if (obsid !== null || step !== null) {
+        throw new InputError('tokens lists one observation × step, or a status across the pool', 'Give both obsid and step, or neither.');
+      }
+      return sendJsonBody(res, await listTokensInStatus(reader, { status, limit, after }));
+    }
+    case 'pilots': {
+      onlyParams(q, 'pilots', ['limit']);
+      return sendJsonBody(res, await pilotPanel(reader, numberParam(q, 'limit', 20, 1, MAX_PAGE, true)));
     }
     case 'token': {
+      onlyParams(q, 'token', []);
       if (more.length !== 1) throw new InputError('ask for /api/token/<token id>');
       return sendJsonBody(res, await tokenDetail(reader, more[0]!));
     }
@@ -104,12 +116,6 @@ async function route(req: http.IncomingMessage, res: http.ServerResponse, url: U
     default:
       throw new StateError(`no query ${name ?? ''}`);
   }
-}
-
-function required(q: URLSearchParams, name: string): string {
-  const v = q.get(name);
-  if (!v) throw new InputError(`missing query parameter ${name}`);
-  return v;
 }
 
 function askForCredentials(res: http.ServerResponse): void {
@@ -130,7 +136,9 @@ function sendError(res: http.ServerResponse, err: unknown, browserCredentials: b
   if (err instanceof RefusedError && browserCredentials) return askForCredentials(res);
   const status = err instanceof InputError ? 400 : err instanceof StateError ? 404 : 502;
   const message = err instanceof TokenpoolError ? err.message : `dashboard query failed: ${(err as Error).message}`;
-  send(res, status, 'application/json', JSON.stringify({ error: status === 502 ? 'bad_gateway' : status === 404 ? 'not_found' : 'bad_request', reason: redactText(message) }));
+  const hint = err instanceof TokenpoolError && err.hint ? { hint: redactText(err.hint) } : {};
+  const error = status === 502 ? 'bad_gateway' : status === 404 ? 'not_found' : 'bad_request';
+  send(res, status, 'application/json', JSON.stringify({ error, reason: redactText(message), ...hint }));
 }
 
 function send(res: http.ServerResponse, status: number, type: string, body: string | Buffer, headers: Record<string, string> = {}): void {

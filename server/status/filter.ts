@@ -25,13 +25,16 @@ export function matches(filter: StatusFilter, obsid: string, step: string): bool
   return (!filter.obsid || filter.obsid === obsid) && (!filter.step || filter.step === step);
 }
 
-/** Checks filter values as the token schema would, so a typo is reported instead of showing an empty pool. */
-export function checkFilter(filter: StatusFilter): StatusFilter {
+/**
+ * Checks filter values as the token schema would, so a typo is reported instead of showing an empty pool.
+ * `prefix` is how the message names the setting: "--" for CLI flags, "" for the dashboard's query parameters.
+ */
+export function checkFilter(filter: StatusFilter, prefix = '--'): StatusFilter {
   if (filter.obsid && !/^L\d+$/.test(filter.obsid)) {
-    throw new InputError(`--obsid ${JSON.stringify(filter.obsid)} is not an observation id`, 'Observation ids look like L229507.');
+    throw new InputError(`${prefix}obsid ${JSON.stringify(filter.obsid)} is not an observation id`, 'Observation ids look like L229507.');
   }
   if (filter.step && !/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(filter.step)) {
-    throw new InputError(`--step ${JSON.stringify(filter.step)} is not a step name`, 'Step names use letters, digits, "_", "." or "-".');
+    throw new InputError(`${prefix}step ${JSON.stringify(filter.step)} is not a step name`, 'Step names use letters, digits, "_", "." or "-".');
   }
   return { obsid: filter.obsid ?? null, step: filter.step ?? null };
 }

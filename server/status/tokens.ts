@@ -1,6 +1,7 @@
 /** One token's detail (attempt history, log tails) and paginated token lists for the dashboard. */
 import { redactText } from '../redact.js';
-import { DESIGN, docPath, type PoolReader } from './reader.js';
+import { InputError } from '../errors.js';
+import { DESIGN, docPath, type PoolReader, type ViewRow } from './reader.js';
 import type { AttemptView, LogTail, TokenDetail, TokenListItem, TokenPage } from './types.js';
 
 const LOG_ATTACHMENT = /^logs_(\d+)\.(err|out)$/;
@@ -94,31 +95,62 @@ export interface TokenListQuery {
 }
 
 /**
- * One page of tokens in a status from the `progress` view (keys [obsid, step, status]) with
- * include_docs and a (key, docid) cursor: cost is one page, whatever the pool's size.
+ * Pages are (start key, rows of that key already shown) cursors, the paging CouchDB recommends and
+ * every engine honours (PouchDB ignores startkey_docid): a page costs its own rows plus the rows of
+ * its first key that earlier pages showed.
+ */
+
+/**
+ * One page of tokens in a status of one observation × step from the `progress` view (keys
+ * [obsid, step, status], so the cursor is how many rows earlier pages showed).
  */
 export async function listTokens(reader: PoolReader, q: TokenListQuery): Promise<TokenPage> {
   const key = [q.obsid, q.step, q.status];
-  const rows = await reader.view<unknown, number>(DESIGN, 'progress', {
+  const skip = q.after ? cursorPart(q.after, /^(\d+)$/)[0] : 0;
+  const rows = await reader.view<unknown, number>(DESIGN, 'progress', { reduce: false, include_docs: true, key, skip, limit: q.limit + 1 });
+  return { items: rows.slice(0, q.limit).map((r) => listItem(r, q.status)), next: rows.length > q.limit ? String(skip + q.limit) : null };
+}
+
+/**
+ * One page of every token in a status, most recently updated first, from the `by_status` view
+ * (keys [status, updated]); the cursor is "<updated>/<rows of that time already shown>".
+ */
+export async function listTokensInStatus(reader: PoolReader, q: Omit<TokenListQuery, 'obsid' | 'step'>): Promise<TokenPage> {
+  const from = q.after ? cursorPart(q.after, /^(\d+)\/(\d+)$/) : null;
+  const rows = await reader.view<[string, number], null>(DESIGN, 'by_status', {
     reduce: false,
     include_docs: true,
-    startkey: key,
-    endkey: key,
+    descending: true,
+    startkey: from ? [q.status, from[0]] : [q.status, {}],
+    endkey: [q.status],
+    skip: from ? from[1] : 0,
     limit: q.limit + 1,
-    ...(q.after ? { startkey_docid: q.after } : {}),
   });
   const page = rows.slice(0, q.limit);
-  const items: TokenListItem[] = page.map((r) => {
-    const d = (r.doc ?? {}) as unknown as RawToken;
-    return {
-      id: r.id ?? d._id,
-      status: d.status ?? q.status,
-      attempts: d.attempts ?? 0,
-      reason: d.reason ?? null,
-      exitCode: d.exit_code ?? null,
-      hostname: d.hostname ?? '',
-      updated: d.updated ?? 0,
-    };
-  });
-  return { items, next: rows.length > q.limit ? (rows[q.limit]!.id ?? null) : null };
+  const next = rows[q.limit];
+  if (!next) return { items: page.map((r) => listItem(r, q.status)), next: null };
+  const time = next.key[1];
+  const shown = page.filter((r) => r.key[1] === time).length + (from && from[0] === time ? from[1] : 0);
+  return { items: page.map((r) => listItem(r, q.status)), next: `${time}/${shown}` };
+}
+
+function cursorPart(after: string, shape: RegExp): number[] {
+  const m = shape.exec(after);
+  if (!m) throw new InputError(`after ${JSON.stringify(after)} is not a cursor of this list`, 'Use the "next" value of the previous page.');
+  return m.slice(1).map(Number);
+}
+
+function listItem(r: ViewRow, status: string): TokenListItem {
+  const d = (r.doc ?? {}) as unknown as RawToken;
+  return {
+    id: r.id ?? d._id,
+    status: d.status ?? status,
+    obsid: d.obsid ?? '',
+    step: d.step ?? '',
+    attempts: d.attempts ?? 0,
+    reason: d.reason ?? null,
+    exitCode: d.exit_code ?? null,
+    hostname: d.hostname ?? '',
+    updated: d.updated ?? 0,
+  };
 }

@@ -68,6 +68,8 @@ export interface StatusSummary {
 export interface TokenListItem {
   id: string;
   status: string;
+  obsid: string;
+  step: string;
   attempts: number;
   reason: string | null;
   exitCode: number | null;

@@ -1,7 +1,8 @@
 /** The dashboard's JSON routes (server/dashboard/routes.ts); every call is a GET. */
-import type { StatusSummary, Throughput, TokenDetail, TokenPage } from '../../../status/types.js';
+import type { Throughput, TokenDetail, TokenPage } from '../../../status/types.js';
+import type { DashboardFilter, DashboardSummary, PilotPanel, PilotRecord } from '../../types.js';
 
-export type { StatusSummary, Throughput, TokenDetail, TokenPage };
+export type { DashboardFilter, DashboardSummary, PilotPanel, PilotRecord, Throughput, TokenDetail, TokenPage };
 
 const root = document.getElementById('app')!;
 export const API = root.dataset.api!;
@@ -12,16 +13,17 @@ async function get<T>(path: string, params: Record<string, string | number | nul
   for (const [k, v] of Object.entries(params)) if (v !== null && v !== undefined && v !== '') qs.set(k, String(v));
   const res = await fetch(`${API}/${path}${qs.size ? `?${qs}` : ''}`, { headers: { accept: 'application/json' } });
   if (!res.ok) {
-    const body = (await res.json().catch(() => ({}))) as { reason?: string };
-    throw new Error(body.reason ?? `HTTP ${res.status}`);
+    const body = (await res.json().catch(() => ({}))) as { reason?: string; hint?: string };
+    throw new Error(body.reason ? `${body.reason}${body.hint ? ` ${body.hint}` : ''}` : `HTTP ${res.status}`);
   }
   return (await res.json()) as T;
 }
 
-export const fetchSummary = (hours: number) => get<StatusSummary>('summary', { hours });
-export const fetchTokens = (obsid: string, step: string, status: string, after: string | null) =>
-  get<TokenPage>('tokens', { obsid, step, status, after, limit: 25 });
+export const fetchSummary = (filter: DashboardFilter, hours: number) => get<DashboardSummary>('summary', { ...filter, hours });
+/** One page of tokens in `filter.status`: of one observation × step, or across the pool when neither is given. */
+export const fetchTokens = (filter: DashboardFilter, after: string | null) => get<TokenPage>('tokens', { ...filter, after, limit: 25 });
 export const fetchToken = (id: string) => get<TokenDetail>(`token/${encodeURIComponent(id)}`);
+export const fetchPilots = () => get<PilotPanel>('pilots');
 
 /** Calls onChange whenever the pool changed (server-sent events from the server's changes watcher). */
 export function onPoolChange(onChange: () => void, onState: (live: boolean) => void): () => void {

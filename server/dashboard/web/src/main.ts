@@ -1,11 +1,17 @@
-/** The tokenpool dashboard page: progress per observation × step, throughput, failures, token detail; live. */
+/**
+ * The tokenpool dashboard page: filters, progress per observation × step, throughput, failures,
+ * pilots, token lists and detail; live. What it shows is in its URL (url.ts).
+ */
 import { h, render } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import htm from 'htm';
-import { DB, fetchSummary, onPoolChange, type StatusSummary } from './api.js';
+import { DB, fetchSummary, onPoolChange, type DashboardFilter, type DashboardSummary } from './api.js';
 import { clock, duration, num, pct, statusesIn, STATUS_ORDER } from './format.js';
 import { ThroughputChart } from './chart.js';
+import { FilterBar } from './filters.js';
+import { PilotsPanel } from './pilots.js';
 import { TokenList, TokenView, type ListSelection } from './token.js';
+import { useUrlState, type PageState } from './url.js';
 import '../style.css';
 
 const html = htm.bind(h);
@@ -21,21 +27,28 @@ function Bar({ counts, total }: { counts: Partial<Record<string, number>>; total
   </div>`;
 }
 
-function Totals({ s }: { s: StatusSummary }) {
+function Totals({ s }: { s: DashboardSummary }) {
   return html`<section class="totals">
-    <div class="stat main"><span class="label">tokens</span><span class="value" data-testid="total">${num(s.totals.total)}</span></div>
+    <div class="stat main"><span class="label">tokens</span><span class="value" data-testid="total">${num(s.totals.total + s.picasTokens)}</span></div>
     ${STATUS_ORDER.map(
       (st) => html`<div class=${`stat ${(s.totals.counts[st] ?? 0) === 0 ? 'zero' : ''}`}>
         <span class="label"><i class=${`dot s-${st}`}></i>${st}</span>
         <span class="value" data-testid=${`total-${st}`}>${num(s.totals.counts[st] ?? 0)}</span>
       </div>`,
     )}
+    ${s.picasTokens > 0 &&
+    html`<div class="stat picas" title="PiCaS-format tokens: not adopted yet"><span class="label">PiCaS-format</span><span class="value" data-testid="total-picas">${num(s.picasTokens)}</span></div>`}
     <div class="stat main"><span class="label">per hour</span><span class="value" data-testid="per-hour">${num(s.totals.perHour)}</span></div>
     <div class="stat main"><span class="label">ETA</span><span class="value" data-testid="eta">${duration(s.totals.etaSeconds)}</span></div>
-  </section>`;
+  </section>
+  ${s.picasTokens > 0 &&
+  html`<p class="notice" data-testid="picas-hint">${num(s.picasTokens)} PiCaS-format token${s.picasTokens > 1 ? 's' : ''} (written by picasclient or GRID_LRT scripts)
+    ${s.picasTokens > 1 ? 'are' : 'is'} in the pool but not in the tables below: ${s.picasTokens > 1 ? 'they have' : 'it has'} no tokenpool status, observation or step yet, and no tokenpool agent claims ${s.picasTokens > 1 ? 'them' : 'it'}.
+    Adopt them with an account that may write: <code>tokenpool tokens adopt --dry-run</code>, then <code>tokenpool tokens adopt</code>.</p>`}`;
 }
 
-function ProgressTable({ s, onPick }: { s: StatusSummary; onPick: (sel: ListSelection) => void }) {
+function ProgressTable({ s, onPick }: { s: DashboardSummary; onPick: (sel: ListSelection) => void }) {
+  const filtered = s.filter.obsid !== null || s.filter.step !== null || s.filter.status !== null;
   const cols = statusesIn(s.totals.counts);
   return html`<section class="card">
     <h2>Progress per observation × step</h2>
@@ -56,14 +69,17 @@ function ProgressTable({ s, onPick }: { s: StatusSummary; onPick: (sel: ListSele
             <td class="n">${num(r.perHour)}</td><td class="n">${duration(r.etaSeconds)}</td>
           </tr>`,
         )}
-        ${s.rows.length === 0 && html`<tr><td colspan=${6 + cols.length} class="muted">No tokens yet: add some with <code>tokenpool tokens add</code>.</td></tr>`}
+        ${s.rows.length === 0 && html`<tr><td colspan=${6 + cols.length} class="muted">${filtered ? 'No tokens match the filter.' : html`No tokens yet: add some with <code>tokenpool tokens add</code>.`}</td></tr>`}
       </tbody>
     </table>
   </section>`;
 }
 
-function Failures({ s, onOpen }: { s: StatusSummary; onOpen: (id: string) => void }) {
-  if (s.failures.length === 0) return html`<section class="card"><h2>Failures</h2><p class="muted">No failed tokens.</p></section>`;
+function Failures({ s, onOpen }: { s: DashboardSummary; onOpen: (id: string) => void }) {
+  if (s.failures.length === 0) {
+    const why = s.filter.status !== null && s.filter.status !== 'error' ? `The status filter (${s.filter.status}) leaves failed tokens out.` : 'No failed tokens.';
+    return html`<section class="card"><h2>Failures</h2><p class="muted">${why}</p></section>`;
+  }
   return html`<section class="card">
     <h2>Failures</h2>
     <table class="failures">
@@ -83,23 +99,39 @@ function Failures({ s, onOpen }: { s: StatusSummary; onOpen: (id: string) => voi
   </section>`;
 }
 
+/** The token list the filter asks for: a status, and both an observation and a step or neither (what the tokens route lists). */
+function listOf(st: PageState): ListSelection | null {
+  if (st.status === null || (st.obsid === null) !== (st.step === null)) return null;
+  return { obsid: st.obsid, step: st.step, status: st.status };
+}
+
+/** The filter as a query string (obsid, step, status): what the summary on screen was computed for. */
+function filterText(f: DashboardFilter): string {
+  return (['obsid', 'step', 'status'] as const)
+    .filter((k) => f[k] !== null)
+    .map((k) => `${k}=${f[k]}`)
+    .join('&');
+}
+
 function App() {
-  const [summary, setSummary] = useState<StatusSummary | null>(null);
+  const [state, update] = useUrlState();
+  const [summary, setSummary] = useState<DashboardSummary | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [live, setLive] = useState(false);
   const [version, setVersion] = useState(0);
-  const [hours, setHours] = useState(1);
-  const [list, setList] = useState<ListSelection | null>(null);
-  const [token, setToken] = useState<string | null>(null);
   const inFlight = useRef(false);
   const again = useRef(false);
+  const filter: DashboardFilter = { obsid: state.obsid, step: state.step, status: state.status };
+  // what the next summary query asks for: the latest filter, even for a reload queued behind an older one
+  const wanted = useRef({ filter, hours: state.hours });
+  wanted.current = { filter, hours: state.hours };
 
   const load = async () => {
     // one summary query at a time; a change meanwhile asks for one more
     if (inFlight.current) return void (again.current = true);
     inFlight.current = true;
     try {
-      setSummary(await fetchSummary(hours));
+      setSummary(await fetchSummary(wanted.current.filter, wanted.current.hours));
       setError(null);
     } catch (e) {
       setError((e as Error).message);
@@ -111,7 +143,7 @@ function App() {
       }
     }
   };
-  useEffect(() => void load(), [hours]);
+  useEffect(() => void load(), [state.obsid, state.step, state.status, state.hours]);
   useEffect(
     () =>
       onPoolChange(
@@ -124,9 +156,11 @@ function App() {
           if (ok) void load();
         },
       ),
-    [hours],
+    [],
   );
 
+  const list = listOf(state);
+  const shown = summary && summary.filter.obsid === state.obsid && summary.filter.step === state.step && summary.filter.status === state.status;
   return html`<header>
       <div class="brand">tokenpool <span class="db">${DB}</span></div>
       <div class="live">
@@ -135,25 +169,29 @@ function App() {
       </div>
     </header>
     <main>
+      <${FilterBar} filter=${filter} choices=${summary?.choices ?? null} onPick=${(change: Partial<DashboardFilter>) => update({ ...change, token: null })} />
       ${error && html`<p class="error" data-testid="error">${error}</p>`}
       ${!summary && !error && html`<p class="muted">Loading…</p>`}
       ${summary &&
-      html`<${Totals} s=${summary} />
-        <${ProgressTable} s=${summary} onPick=${(sel: ListSelection) => (setList(sel), setToken(null))} />
+      html`<div class=${shown ? '' : 'stale'} data-testid=${shown ? 'summary' : 'summary-loading'} data-filter=${filterText(summary.filter)}>
+        <${Totals} s=${summary} />
+        <${ProgressTable} s=${summary} onPick=${(sel: ListSelection) => update({ ...sel, token: null })} />
+        ${list && html`<${TokenList} sel=${list} version=${version} onOpen=${(id: string) => update({ token: id })} />`}
+        ${state.status !== null && !list && html`<p class="hint" data-testid="list-hint">Pick a count in the table to list those tokens.</p>`}
+        ${state.token && html`<${TokenView} id=${state.token} version=${version} onClose=${() => update({ token: null })} />`}
         <div class="two">
           <section class="card">
             <h2>Throughput <span class="muted">· ${num(summary.throughput.perHour)} tokens/hour over the last hour</span>
-              <select value=${hours} onChange=${(e: Event) => setHours(Number((e.target as HTMLSelectElement).value))}>
+              <select value=${state.hours} onChange=${(e: Event) => update({ hours: Number((e.target as HTMLSelectElement).value) })}>
                 ${[1, 6, 24, 72].map((hh) => html`<option value=${hh}>last ${hh} h</option>`)}
               </select>
             </h2>
             <${ThroughputChart} throughput=${summary.throughput} />
           </section>
-          <${Failures} s=${summary} onOpen=${setToken} />
+          <${Failures} s=${summary} onOpen=${(id: string) => update({ token: id })} />
         </div>
-        ${summary.pilots.available && html`<p class="muted">Pilots: ${Object.entries(summary.pilots.counts).map(([k, n]) => `${n} ${k}`).join(', ')}</p>`}
-        ${list && html`<${TokenList} sel=${list} version=${version} onOpen=${setToken} />`}
-        ${token && html`<${TokenView} id=${token} version=${version} onClose=${() => setToken(null)} />`}`}
+      </div>`}
+      <${PilotsPanel} version=${version} />
     </main>`;
 }
 

@@ -1,45 +1,45 @@
-/** Token lists (paginated, one status of one observation × step) and one token's detail with log tails. */
+/** Token lists (paginated: one status of one observation × step, or across the pool) and one token's detail with log tails. */
 import { h } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import htm from 'htm';
-import { fetchToken, fetchTokens, type TokenDetail, type TokenPage } from './api.js';
+import { fetchToken, fetchTokens, type DashboardFilter, type TokenDetail, type TokenPage } from './api.js';
 import { dateTime, duration } from './format.js';
 
 const html = htm.bind(h);
 
-export interface ListSelection {
-  obsid: string;
-  step: string;
-  status: string;
-}
+/** A list the tokens route answers: a status, with both obsid and step or neither. */
+export type ListSelection = DashboardFilter & { status: string };
 
 export function TokenList({ sel, version, onOpen }: { sel: ListSelection; version: number; onOpen: (id: string) => void }) {
   const [cursors, setCursors] = useState<(string | null)[]>([null]);
   const [page, setPage] = useState<TokenPage | null>(null);
   const [error, setError] = useState<string | null>(null);
   const after = cursors[cursors.length - 1] ?? null;
+  const acrossPool = sel.obsid === null;
   useEffect(() => setCursors([null]), [sel.obsid, sel.step, sel.status]);
   useEffect(() => {
     let live = true;
-    fetchTokens(sel.obsid, sel.step, sel.status, after)
+    fetchTokens(sel, after)
       .then((p) => live && (setPage(p), setError(null)))
       .catch((e: Error) => live && setError(e.message));
     return () => (live = false);
   }, [sel.obsid, sel.step, sel.status, after, version]);
   return html`<section class="card" data-testid="token-list">
-    <h2>${sel.obsid} · ${sel.step} · <span class=${`chip s-${sel.status}`}>${sel.status}</span></h2>
+    <h2>${acrossPool ? 'all observations' : `${sel.obsid} · ${sel.step}`} · <span class=${`chip s-${sel.status}`}>${sel.status}</span>
+      ${acrossPool && html`<span class="muted">· most recently updated first</span>`}</h2>
     ${error && html`<p class="error">${error}</p>`}
     ${page &&
     html`<table class="tokens">
-        <thead><tr><th>token</th><th>attempts</th><th>host</th><th>reason</th><th>updated</th></tr></thead>
+        <thead><tr><th>token</th>${acrossPool && html`<th>observation</th><th>step</th>`}<th>attempts</th><th>host</th><th>reason</th><th>updated</th></tr></thead>
         <tbody>
           ${page.items.map(
-            (t) => html`<tr>
+            (t) => html`<tr data-testid="token-row">
               <td><a href="#" onClick=${(e: Event) => (e.preventDefault(), onOpen(t.id))}>${t.id}</a></td>
+              ${acrossPool && html`<td>${t.obsid}</td><td>${t.step}</td>`}
               <td class="n">${t.attempts}</td><td>${t.hostname || '—'}</td><td>${t.reason ?? ''}</td><td>${dateTime(t.updated)}</td>
             </tr>`,
           )}
-          ${page.items.length === 0 && html`<tr><td colspan="5" class="muted">No tokens in this status now.</td></tr>`}
+          ${page.items.length === 0 && html`<tr><td colspan=${acrossPool ? 7 : 5} class="muted">No tokens in this status now.</td></tr>`}
         </tbody>
       </table>
       <div class="pager">

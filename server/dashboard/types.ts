@@ -1,0 +1,55 @@
+/**
+ * What the dashboard's own JSON routes answer beyond `StatusSummary`. Plain data without imports of
+ * server code: the web page imports these types too.
+ */
+import type { StatusSummary } from '../status/types.js';
+
+/** The filters of the page and of every route: absent (null) means "all". */
+export interface DashboardFilter {
+  obsid: string | null;
+  step: string | null;
+  status: string | null;
+}
+
+export interface DashboardSummary extends Omit<StatusSummary, 'filter' | 'pilots'> {
+  filter: DashboardFilter;
+  /** every observation and step in the pool, for the filter menus (not narrowed by the filter) */
+  choices: { obsids: string[]; steps: string[] };
+}
+
+export interface PilotStateCounts {
+  queued: number;
+  running: number;
+  finished: number;
+  /** pilots whose state cannot be read from here: grid pilots, or Slurm pilots when squeue cannot tell */
+  unknown: number;
+}
+
+export interface PilotRecord {
+  id: string;
+  backend: string;
+  jobIds: string[];
+  /** Slurm cluster name; null for grid backends */
+  cluster: string | null;
+  count: number;
+  time: number;
+  who: string;
+  auto: boolean;
+  /** null while some pilots may be queued or running */
+  finishedAt: number | null;
+  pilots: PilotStateCounts;
+}
+
+export interface PilotPanel {
+  /** newest first, at most `limit` of them */
+  submissions: PilotRecord[];
+  /** submission records beyond the ones listed */
+  more: boolean;
+  /** pilots over every submission record in the pool */
+  totals: PilotStateCounts;
+  /**
+   * Whether Slurm was asked: 'read' (squeue answered), 'unavailable' (no squeue here, or it failed:
+   * Slurm pilots not known finished are counted unknown), 'not-needed' (no Slurm pilot is active).
+   */
+  slurm: 'read' | 'unavailable' | 'not-needed';
+}

@@ -21,7 +21,7 @@ const { adler32File, adler32Update, adler32UpdatePortable, ADLER32_INITIAL } = a
 const { httpTransfer } = await import('../agent/node/transfer/http.js');
 
 const SIZE = Number(process.env.BENCH_TRANSFER_BYTES ?? 1 << 30);
-const RUNS = Number(process.env.BENCH_TRANSFER_RUNS ?? 5);
+const RUNS = Number(process.env.BENCH_TRANSFER_RUNS ?? 9);
 
 function mbps(bytes: number, ms: number): number {
   return Math.round((bytes / 1e6 / (ms / 1000)) * 10) / 10;
@@ -150,6 +150,9 @@ try {
   const ratio = (a: Result | undefined, b: Result | undefined) => (a && b ? Math.round((a.mb_s / b.mb_s) * 100) / 100 : null);
   /** Each turn's built-in run over that turn's curl run: the side-by-side view of the same minutes */
   const turnRatios = (a: Result | undefined, b: Result | undefined) => (a && b ? a.runs_mb_s.map((x, i) => Math.round((x / b.runs_mb_s[i]!) * 100) / 100) : null);
+  const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
+  /** Median run over median run: one slow or fast outlier on either side does not decide it */
+  const medianRatio = (a: Result | undefined, b: Result | undefined) => (a && b ? Math.round((median(a.runs_mb_s) / median(b.runs_mb_s)) * 100) / 100 : null);
   const cpuRatio = (a: Result | undefined, b: Result | undefined) => (a && b && b.cpu_s > 0 ? Math.round((a.cpu_s / b.cpu_s) * 100) / 100 : null);
   const result = {
     bench: 'transfer',
@@ -172,6 +175,7 @@ try {
     stage_out: stageOut,
     /** best run over best run */
     builtin_vs_curl: { stage_in: ratio(stageIn.builtin, stageIn.curl), stage_out: ratio(stageOut.builtin, stageOut.curl) },
+    builtin_vs_curl_median: { stage_in: medianRatio(stageIn.builtin, stageIn.curl), stage_out: medianRatio(stageOut.builtin, stageOut.curl) },
     builtin_vs_curl_per_turn: { stage_in: turnRatios(stageIn.builtin, stageIn.curl), stage_out: turnRatios(stageOut.builtin, stageOut.curl) },
     /** CPU seconds per run, built-in over curl (median runs): below 1 the built-in client needs less */
     builtin_vs_curl_cpu: { stage_in: cpuRatio(stageIn.builtin, stageIn.curl), stage_out: cpuRatio(stageOut.builtin, stageOut.curl) },

@@ -241,8 +241,9 @@ export class Front {
     const type = String(headers['content-type'] ?? '');
     if (documentWrite && (type === '' || type.startsWith('application/x-www-form-urlencoded'))) headers['content-type'] = 'application/json';
     let reported = false;
+    const tracked = writesTo !== undefined || write?.settle !== undefined;
     const report = (status: number | null, chunks: Buffer[]): void => {
-      if (writesTo === undefined || reported) return;
+      if (!tracked || reported) return;
       reported = true;
       this.writeDone(writesTo, req.method!, write, status, chunks);
     };
@@ -256,7 +257,7 @@ export class Front {
         for (const h of HOP_BY_HOP) delete outHeaders[h];
         res.writeHead(status, outHeaders);
         // Before the pipe: the stored views must know of the write before its caller does.
-        if (writesTo !== undefined) this.trackWrite(up, status, write, report);
+        if (tracked) this.trackWrite(up, status, write, report);
         up.pipe(res);
         up.on('error', () => res.destroy());
       },
@@ -290,7 +291,7 @@ export class Front {
    * fence whether the engine accepted a fenced write, and the stored views what changed: the stored
    * document when the front can tell it, else that something did. A 4xx wrote nothing.
    */
-  private writeDone(db: string, method: string, write: PendingWrite | null, status: number | null, chunks: Buffer[]): void {
+  private writeDone(db: string | undefined, method: string, write: PendingWrite | null, status: number | null, chunks: Buffer[]): void {
     let stored: WrittenDoc | 'accepted' | null = null;
     if (write?.doc && chunks.length > 0) {
       try {
@@ -301,7 +302,7 @@ export class Front {
       }
     }
     write?.settle?.(stored !== null);
-    if (status !== null && status >= 400 && status < 500) return;
+    if (db === undefined || (status !== null && status >= 400 && status < 500)) return;
     if (stored !== null && stored !== 'accepted') this.views.wrote(db, stored);
     else this.views.wroteOpaque(db);
   }

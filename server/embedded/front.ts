@@ -14,7 +14,7 @@ import { SecurityCache } from './access.js';
 import { callEngine, identityHeaders, type Upstream } from './upstream.js';
 import { ChangesFeeds, isChangesFeed } from './changes-feed.js';
 import { StoredViews } from './stored-views.js';
-import { CONFLICT_BODY, docWrite, MAX_FENCED_BODY, StaleRevisions, type DocWrite, type SettleWrite } from './stale-revisions.js';
+import { CONFLICT_BODY, docWrite, isDocWriteUrl, MAX_FENCED_BODY, StaleRevisions, type DocWrite, type SettleWrite } from './stale-revisions.js';
 import { mayWrite, writtenDoc, type WrittenDoc } from './db-writes.js';
 
 /** Extra handlers mounted beside the CouchDB API (the dashboard); return true when handled. */
@@ -176,14 +176,11 @@ export class Front {
    * whose bodies stream to the engine untouched.
    */
   private async readDocWrite(req: http.IncomingMessage, method: string, segments: string[], search: URLSearchParams): Promise<PendingWrite | null> {
+    if (!isDocWriteUrl(method, segments)) return null;
     if (method === 'DELETE') {
       const doc = docWrite(method, segments, search, req.headers);
       return doc ? { doc } : null;
     }
-    if (method !== 'PUT' && method !== 'POST') return null;
-    // Only a document's own URL (or the database's, for POST) can be fenced; attachments and _bulk_docs stream.
-    if (segments.length === 0 || segments.length > 3 || (segments.length === 3 && segments[1] !== '_design')) return null;
-    if (segments.length === 1 && method !== 'POST') return null;
     const length = Number(req.headers['content-length']);
     if (!Number.isInteger(length) || length <= 0 || length > MAX_FENCED_BODY || req.headers['transfer-encoding']) return null;
     const body = await readBody(req, MAX_FENCED_BODY);

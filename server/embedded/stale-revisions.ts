@@ -90,25 +90,32 @@ function key(w: DocWrite): string {
 }
 
 /**
- * The document and base revision of a write the front may fence: PUT or DELETE of /db/doc or
- * /db/_design/x, or POST /db with a JSON body; null for anything else (attachments, _local documents,
- * bulk writes, `new_edits=false`, `batch=ok`), which goes to the engine unexamined.
- * `body` is the parsed request body for PUT and POST.
+ * The URLs of writes the front may fence: PUT or DELETE of /db/doc or /db/_design/x, POST /db.
+ * Not attachments, _local documents or bulk writes, which go to the engine unexamined.
+ */
+export function isDocWriteUrl(method: string, segments: string[]): boolean {
+  const [db, first] = segments;
+  if (db === undefined || db.startsWith('_')) return false;
+  if (method === 'POST') return segments.length === 1;
+  if (method !== 'PUT' && method !== 'DELETE') return false;
+  return (segments.length === 2 && !first!.startsWith('_')) || (segments.length === 3 && first === '_design');
+}
+
+/**
+ * The document and base revision of a write the front may fence (isDocWriteUrl, and no parameter
+ * but `rev`: not `new_edits=false` or `batch=ok`); null for anything else. `body` is the parsed
+ * request body for PUT and POST.
  */
 export function docWrite(method: string, segments: string[], search: URLSearchParams, headers: http.IncomingHttpHeaders, body?: unknown): DocWrite | null {
+  if (!isDocWriteUrl(method, segments)) return null;
   for (const name of search.keys()) if (name !== 'rev') return null;
-  const [db, first, second] = segments;
-  if (db === undefined || db.startsWith('_')) return null;
-  let id: string;
-  if (method === 'POST' && segments.length === 1) {
+  const db = segments[0]!;
+  let id = segments.slice(1).join('/');
+  if (method === 'POST') {
     const docId = isObject(body) ? body._id : undefined;
     if (typeof docId !== 'string' || docId === '' || docId.startsWith('_local/')) return null;
     id = docId;
-  } else if ((method === 'PUT' || method === 'DELETE') && segments.length === 2 && !first!.startsWith('_')) {
-    id = first!;
-  } else if ((method === 'PUT' || method === 'DELETE') && segments.length === 3 && first === '_design') {
-    id = `_design/${second!}`;
-  } else return null;
+  }
   const given = new Set<string>();
   const inQuery = search.get('rev');
   if (inQuery !== null) given.add(inQuery);

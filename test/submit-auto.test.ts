@@ -3,54 +3,22 @@
  * when the pool is drained; `--once` rounds keep no state of their own (a restart sees the pilots it
  * queued before, through the submission records and squeue).
  */
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { startTestServer, type TestServer } from './helpers/server.js';
 import { runCli } from './helpers/cli.js';
-import { addTokens, allTokens, freshPool, tempDir, type TestPool } from './helpers/agent.js';
-import { addPilotAccount, buildBundle, type PilotAccount } from './helpers/pilot.js';
-import { startSlurm, waitFor, type SlurmCluster } from './helpers/slurm.js';
+import { addTokens, allTokens, type TestPool } from './helpers/agent.js';
+import type { PilotAccount } from './helpers/pilot.js';
+import { waitFor } from './helpers/slurm.js';
+import { slurmSubmitFixture } from './helpers/slurm-submit.js';
 import { isSubmission, type Submission } from '../server/submissions.js';
 import { pilotsToSubmit, type Round } from '../scripts/commands/submit-auto.js';
 
-let server: TestServer;
-let slurm: SlurmCluster;
-let dir: string;
-let bundle: string;
-
-before(async () => {
-  dir = tempDir('auto');
-  bundle = buildBundle(dir);
-  [server, slurm] = await Promise.all([startTestServer(), startSlurm()]);
-});
-after(async () => {
-  await slurm?.stop();
-  await server?.stop();
-  fs.rmSync(dir, { recursive: true, force: true });
-});
-
-async function autoPool(): Promise<{ tp: TestPool; account: PilotAccount }> {
-  const tp = await freshPool(server);
-  return { tp, account: await addPilotAccount(tp, dir) };
-}
+const fx = slurmSubmitFixture('auto');
 
 function autoArgs(tp: TestPool, account: PilotAccount, extra: string[]): string[] {
-  return [
-    'submit', 'slurm', '--auto',
-    '--pilot-credentials', account.file,
-    '--db', tp.dbUrl,
-    '--credentials', tp.credentials,
-    '--bundle', bundle,
-    '--log-dir', path.join(dir, 'logs'),
-    '--scratch', dir,
-    '--time', '10',
-    '--idle-exit', '3',
-    '--json',
-    ...extra,
-    '--', '--jitter', '0', '--poll', '1',
-  ];
+  return [...fx.args(tp, account, ['--auto', '--time', '10', '--idle-exit', '3', ...extra]), '--', '--jitter', '0', '--poll', '1'];
 }
 
 function rounds(stdout: string): Round[] {
@@ -69,13 +37,13 @@ test('how many pilots a round submits', () => {
 });
 
 test('--auto submits while claimable tokens remain and stops when the pool is drained', async () => {
-  const { tp, account } = await autoPool();
-  const shared = path.join(dir, 'auto-runs.txt');
+  const { tp, account } = await fx.pool();
+  const shared = path.join(fx.dir, 'auto-runs.txt');
   await addTokens(
     tp.pool,
     Array.from({ length: 8 }, (_, i) => ({ obsid: 'L400', step: 'cal', subbands: [i], command: `sleep 2; echo "$TOKEN_ID" >> ${shared}` })),
   );
-  const res = await runCli(autoArgs(tp, account, ['--max-queued', '2', '--interval', '2']), { env: slurm.env, timeoutMs: 170_000 });
+  const res = await runCli(autoArgs(tp, account, ['--max-queued', '2', '--interval', '2']), { env: fx.slurm.env, timeoutMs: 170_000 });
   assert.equal(res.code, 0, res.stderr);
   const log = rounds(res.stdout);
   const last = log[log.length - 1]!;
@@ -93,10 +61,10 @@ test('--auto submits while claimable tokens remain and stops when the pool is dr
 });
 
 test('--once rounds: a restart counts the pilots already queued, an empty pool submits nothing', async () => {
-  const { tp, account } = await autoPool();
+  const { tp, account } = await fx.pool();
   await addTokens(tp.pool, Array.from({ length: 5 }, (_, i) => ({ obsid: 'L401', step: 'cal', subbands: [i], command: 'true' })));
   // Held pilots stay queued, so that successive rounds see them.
-  const once = (extra: string[] = []) => runCli(autoArgs(tp, account, ['--once', '--max-queued', '3', '--sbatch-option=--hold', ...extra]), { env: slurm.env });
+  const once = (extra: string[] = []) => runCli(autoArgs(tp, account, ['--once', '--max-queued', '3', '--sbatch-option=--hold', ...extra]), { env: fx.slurm.env });
 
   const first = await once();
   assert.equal(first.code, 0, first.stderr);
@@ -116,16 +84,16 @@ test('--once rounds: a restart counts the pilots already queued, an empty pool s
 
   // Once those pilots are gone (cancelled), the next round replaces them.
   const [record] = await submissions(tp);
-  slurm.run('scancel', [record!.job_ids[0]!]);
-  await waitFor(() => !slurm.run('squeue', ['-h', '-r', '-o', '%i']).includes(`${record!.job_ids[0]}_`), { timeoutMs: 60_000, what: 'held pilots cancelled' });
+  fx.slurm.run('scancel', [record!.job_ids[0]!]);
+  await waitFor(() => !fx.slurm.run('squeue', ['-h', '-r', '-o', '%i']).includes(`${record!.job_ids[0]}_`), { timeoutMs: 60_000, what: 'held pilots cancelled' });
   const third = await once();
   const [r3] = rounds(third.stdout);
   assert.equal(r3!.queued, 0);
   assert.equal(r3!.submitted, 3);
-  for (const r of await submissions(tp)) slurm.run('scancel', [r.job_ids[0]!]);
+  for (const r of await submissions(tp)) fx.slurm.run('scancel', [r.job_ids[0]!]);
 
-  const empty = await autoPool();
-  const drained = await runCli(autoArgs(empty.tp, empty.account, ['--once']), { env: slurm.env });
+  const empty = await fx.pool();
+  const drained = await runCli(autoArgs(empty.tp, empty.account, ['--once']), { env: fx.slurm.env });
   assert.equal(drained.code, 0, drained.stderr);
   const [r4] = rounds(drained.stdout);
   assert.equal(r4!.drained, true);

@@ -3,7 +3,6 @@
  * expired, short-lived or world-readable proxy, and https transfers present it as client certificate.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -129,19 +128,11 @@ test('grid DN form', () => {
 
 test('https: the proxy is presented as client certificate; X509_CERT_DIR is trusted', async () => {
   // A server certificate from the test CA, trusted through X509_CERT_DIR like /etc/grid-security/certificates.
-  const srv = path.join(dir, 'server');
-  fs.mkdirSync(srv);
-  const run = (args: string[]) => execFileSync('openssl', args, { cwd: srv, stdio: ['ignore', 'ignore', 'pipe'] });
-  run(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'host.key', '-out', 'host.csr', '-subj', '/CN=127.0.0.1']);
-  fs.writeFileSync(path.join(srv, 'host.ext'), 'subjectAltName=IP:127.0.0.1\n');
-  run(['x509', '-req', '-in', 'host.csr', '-CA', ca.caFile, '-CAkey', path.join(ca.dir, 'ca.key'), '-CAcreateserial', '-out', 'host.pem', '-days', '2', '-extfile', 'host.ext']);
-  const certDir = path.join(dir, 'certificates');
-  fs.mkdirSync(certDir);
-  fs.copyFileSync(ca.caFile, path.join(certDir, 'tokenpool-test-ca.pem'));
+  const host = ca.makeHost(path.join(dir, 'server'));
 
   const seen: string[] = [];
   const server = https.createServer(
-    { key: fs.readFileSync(path.join(srv, 'host.key')), cert: fs.readFileSync(path.join(srv, 'host.pem')), requestCert: true, rejectUnauthorized: false },
+    { key: host.key, cert: host.cert, requestCert: true, rejectUnauthorized: false },
     (req, res) => {
       seen.push(gridDn((req.socket as TLSSocket).getPeerX509Certificate()?.subject ?? ''));
       res.end('payload');
@@ -150,7 +141,7 @@ test('https: the proxy is presented as client certificate; X509_CERT_DIR is trus
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   try {
     const file = ca.makeProxy(path.join(dir, 'tls-proxy'));
-    process.env.X509_CERT_DIR = certDir;
+    process.env.X509_CERT_DIR = host.certDir;
     const node = nodeWith(file, { requireProxy: 'auto' });
     const scratch = fs.mkdtempSync(path.join(dir, 'scratch-'));
     const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/data/file.txt`;

@@ -303,18 +303,12 @@ describe('built-in client: GET over https', () => {
   before(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tokenpool-node-get-tls-'));
     const ca = createTestCa(path.join(dir, 'ca'));
-    const run = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
-    run(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'host.key', '-out', 'host.csr', '-subj', '/CN=127.0.0.1']);
-    fs.writeFileSync(path.join(dir, 'host.ext'), 'subjectAltName=IP:127.0.0.1\n');
-    run(['x509', '-req', '-in', 'host.csr', '-CA', ca.caFile, '-CAkey', path.join(ca.dir, 'ca.key'), '-CAcreateserial', '-out', 'host.pem', '-days', '2', '-extfile', 'host.ext']);
-    const certDir = path.join(dir, 'certificates');
-    fs.mkdirSync(certDir);
-    fs.copyFileSync(ca.caFile, path.join(certDir, 'test-ca.pem'));
+    const host = ca.makeHost(path.join(dir, 'host'));
     const proxy = ca.makeProxy(path.join(dir, 'proxy'));
-    tlsMaterial = gridTls(() => proxy, { X509_CERT_DIR: certDir });
+    tlsMaterial = gridTls(() => proxy, { X509_CERT_DIR: host.certDir });
     server = https.createServer(
       // Proxy chains need RFC 3820 support to verify; the test only looks at what was presented.
-      { key: fs.readFileSync(path.join(dir, 'host.key')), cert: fs.readFileSync(path.join(dir, 'host.pem')), requestCert: true, rejectUnauthorized: false },
+      { key: host.key, cert: host.cert, requestCert: true, rejectUnauthorized: false },
       (req, res) => {
         peers.push((req.socket as TLSSocket).getPeerX509Certificate()?.subject.replace(/\n/g, '/') ?? '');
         if (req.url === '/chunked') {

@@ -18,6 +18,11 @@ export interface TestCa {
    * and returns its path.
    */
   makeProxy(file: string, opts?: { notBefore?: Date; notAfter?: Date; mode?: number }): string;
+  /**
+   * A server certificate for 127.0.0.1 signed by the CA, written in `dir`, and a `certificates`
+   * directory there trusting the CA (as /etc/grid-security/certificates does: for X509_CERT_DIR).
+   */
+  makeHost(dir: string): { key: Buffer; cert: Buffer; certDir: string };
 }
 
 function openssl(args: string[], cwd: string): void {
@@ -79,6 +84,16 @@ proxyCertInfo = critical,language:id-ppl-inheritAll
       fs.writeFileSync(file, pem, { mode: 0o600 });
       fs.chmodSync(file, opts.mode ?? 0o600);
       return file;
+    },
+    makeHost(hostDir) {
+      fs.mkdirSync(hostDir, { recursive: true });
+      openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'host.key', '-out', 'host.csr', '-subj', '/CN=127.0.0.1'], hostDir);
+      fs.writeFileSync(path.join(hostDir, 'host.ext'), 'subjectAltName=IP:127.0.0.1\n');
+      openssl(['x509', '-req', '-in', 'host.csr', '-CA', path.join(dir, 'ca.pem'), '-CAkey', path.join(dir, 'ca.key'), '-CAcreateserial', '-out', 'host.pem', '-days', '2', '-extfile', 'host.ext'], hostDir);
+      const certDir = path.join(hostDir, 'certificates');
+      fs.mkdirSync(certDir);
+      fs.copyFileSync(path.join(dir, 'ca.pem'), path.join(certDir, 'tokenpool-test-ca.pem'));
+      return { key: fs.readFileSync(path.join(hostDir, 'host.key')), cert: fs.readFileSync(path.join(hostDir, 'host.pem')), certDir };
     },
   };
 }

@@ -22,6 +22,7 @@ import { openPool } from '../server/client.js';
 import { initDatabase } from '../server/setup.js';
 import { newToken } from '../server/token.js';
 import * as tar from 'tar';
+import { writeResults } from './results.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const CLI = path.join(ROOT, 'dist/scripts/cli.js');
@@ -210,9 +211,7 @@ async function main(): Promise<void> {
         pilot: summary(dataRuns.pilot),
       },
     };
-    fs.mkdirSync('bench-results', { recursive: true });
-    fs.writeFileSync('bench-results/agent.json', JSON.stringify(result, null, 2) + '\n');
-    process.stdout.write(JSON.stringify(result, null, 2) + '\n');
+    writeResults('agent', result);
   } finally {
     await server.stop();
     fs.rmSync(dataDir, { recursive: true, force: true });

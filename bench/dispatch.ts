@@ -16,6 +16,7 @@ import { newToken, nowSeconds, type Token } from '../server/token.js';
 import { finish, updateToken, type Claimant } from '../server/lease.js';
 import { Claimer } from '../agent/claim.js';
 import { httpStatus } from '../server/db-errors.js';
+import { writeResults } from './results.js';
 
 const LEVELS = [1, 8, 32, 64];
 const TOKENS = Number(process.env.BENCH_TOKENS ?? 400);
@@ -218,9 +219,7 @@ async function main(): Promise<void> {
         ahead_of_picas_at_64: { got: Math.round((top.tokenpool.tokens_per_s / top.picas_style.tokens_per_s) * 100) / 100, met: top.tokenpool.tokens_per_s > top.picas_style.tokens_per_s },
       },
     };
-    fs.mkdirSync('bench-results', { recursive: true });
-    fs.writeFileSync('bench-results/dispatch.json', JSON.stringify(result, null, 2) + '\n');
-    process.stdout.write(JSON.stringify(result, null, 2) + '\n');
+    writeResults('dispatch', result);
   } finally {
     await server.stop();
     fs.rmSync(dataDir, { recursive: true, force: true });

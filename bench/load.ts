@@ -17,6 +17,7 @@ import { createLogger } from '../server/log.js';
 import { openPool } from '../server/client.js';
 import { initDatabase } from '../server/setup.js';
 import { MONITOR_DDOC, TOKENPOOL_DDOC } from '../server/design.js';
+import { writeResults } from './results.js';
 
 const CLI = fileURLToPath(new URL('../scripts/cli.js', import.meta.url));
 const SUBBANDS_PER_OBSERVATION = 400;
@@ -126,9 +127,7 @@ async function main(): Promise<void> {
     date: new Date().toISOString(),
     results,
   };
-  fs.mkdirSync('bench-results', { recursive: true });
-  fs.writeFileSync('bench-results/load.json', JSON.stringify(report, null, 2) + '\n');
-  process.stdout.write(JSON.stringify(report, null, 2) + '\n');
+  writeResults('load', report);
 }
 
 main().catch((err: unknown) => {

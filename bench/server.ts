@@ -13,6 +13,7 @@ import { startEmbeddedServer } from '../server/embedded/index.js';
 import { createLogger } from '../server/log.js';
 import { STORED_REDUCE_HEADER } from '../server/embedded/front.js';
 import { rawRequest } from '../test/helpers/http.js';
+import { writeResults } from './results.js';
 
 const SIZES = (process.env.BENCH_SERVER_SIZES ?? '10000,100000').split(',').map(Number);
 const STATUSES = ['queued', 'running', 'done', 'error'];
@@ -97,9 +98,7 @@ async function main(): Promise<void> {
 
   const writes = await updateRates(log);
   const out = { bench: 'server', engine: 'pouchdb-server 4.2 (LevelDB) behind the tokenpool front', cpus: os.cpus().length, date: new Date().toISOString(), reduce: results, single_doc_writes: writes };
-  fs.mkdirSync('bench-results', { recursive: true });
-  fs.writeFileSync('bench-results/server.json', JSON.stringify(out, null, 2) + '\n');
-  process.stdout.write(JSON.stringify(out, null, 2) + '\n');
+  writeResults('server', out);
 }
 
 /** Single-document PUTs (create, then update) for a fixed time, sequential and 8 at a time, through the front and direct. */

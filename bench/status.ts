@@ -19,6 +19,7 @@ import { pilotCountsFor } from '../server/status/pilots.js';
 import { nowSeconds, type Token } from '../server/token.js';
 import { seedPool } from '../test/helpers/status-fixture.js';
 import { launchBrowser } from '../test/helpers/browser.js';
+import { writeResults } from './results.js';
 
 const CLI = fileURLToPath(new URL('../scripts/cli.js', import.meta.url));
 const DB = 'bench';
@@ -132,6 +133,4 @@ const report = {
   ],
   results,
 };
-fs.mkdirSync('bench-results', { recursive: true });
-fs.writeFileSync('bench-results/status.json', JSON.stringify(report, null, 2) + '\n');
-process.stdout.write(JSON.stringify(report, null, 2) + '\n');
+writeResults('status', report);

@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { keepWebAssemblyOnBaselineCompiler } from '../agent/v8-settings.js';
 import { startNginx } from '../test/helpers/nginx.js';
+import { writeResults } from './results.js';
 
 // As in the agent, the flag is set before the adler32 module is compiled (the agent loads it on
 // first use): a module compiled earlier would still be optimized, and the figures would flatter.
@@ -182,9 +183,7 @@ try {
     load_average: os.loadavg().map((l) => Math.round(l * 10) / 10),
     targets: { builtin_vs_curl: 0.8, adler32_mb_s: 1000 },
   };
-  fs.mkdirSync('bench-results', { recursive: true });
-  fs.writeFileSync('bench-results/transfer.json', JSON.stringify(result, null, 2) + '\n');
-  process.stdout.write(JSON.stringify(result, null, 2) + '\n');
+  writeResults('transfer', result);
 } finally {
   await nginx.close();
   fs.rmSync(work, { recursive: true, force: true });

@@ -16,6 +16,7 @@ import { ChangesFeeds, isChangesFeed } from './changes-feed.js';
 import { StoredViews } from './stored-views.js';
 import { CONFLICT_BODY, docWrite, isDocWriteUrl, MAX_FENCED_BODY, StaleRevisions, type DocWrite, type SettleWrite } from './stale-revisions.js';
 import { mayWrite, writtenDoc, type WrittenDoc } from './db-writes.js';
+import { DbGate } from './db-gate.js';
 
 /** Extra handlers mounted beside the CouchDB API (the dashboard); return true when handled. */
 export type RouteHandler = (req: http.IncomingMessage, res: http.ServerResponse) => boolean | Promise<boolean>;
@@ -48,6 +49,7 @@ export class Front {
   readonly views: StoredViews;
   private readonly security: SecurityCache;
   private readonly staleRevs = new StaleRevisions();
+  private readonly gate = new DbGate();
   private engineGeneration = 0;
 
   constructor(
@@ -112,6 +114,30 @@ export class Front {
       this.staleRevs.forgetAll();
       this.engineGeneration = this.engine.generation;
     }
+    const [db] = segments;
+    if (db === undefined || db.startsWith('_')) {
+      await this.judged(req, res, user, method, url, segments);
+      return;
+    }
+    if (segments.length === 1 && (method === 'PUT' || method === 'DELETE')) {
+      await this.gate.alone(db, () => {
+        const answered = new Promise<void>((resolve) => res.once('close', resolve));
+        return this.judged(req, res, user, method, url, segments).then(() => answered);
+      });
+      return;
+    }
+    const leave = await this.gate.enter(db);
+    res.once('close', leave);
+    try {
+      await this.judged(req, res, user, method, url, segments);
+    } catch (err) {
+      leave();
+      throw err;
+    }
+  }
+
+  /** Answers what the request may not do, else serves it (on its database's turn: db-gate.ts). */
+  private async judged(req: http.IncomingMessage, res: http.ServerResponse, user: UserCtx, method: string, url: string, segments: string[]): Promise<void> {
     let verdict: Verdict | null = judge(method, url, user);
     if (!verdict && user.name !== null && !user.roles.includes('_admin') && isUserDbPath(segments)) {
       const destination = typeof req.headers.destination === 'string' ? req.headers.destination : undefined;

@@ -2,14 +2,12 @@
  * Dispatch throughput: how fast tokens go from todo to done with a no-op step when 1, 8, 32 and 64
  * claimers compete, next to (a) the server's raw single-document update rate and (b) a PiCaS-style
  * claimer (random row of the first 100 of the todo view, GET, PUT, up to 10 retries, no lease).
- * Claimers are in-process loops over the agent's own claim and finish functions, against the
- * embedded server over HTTP. Writes bench-results/dispatch.json.
+ * Claimers are in-process loops over the agent's own claim and finish functions, against
+ * `tokenpool server` running in its own process, over HTTP. Writes bench-results/dispatch.json.
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { startEmbeddedServer } from '../server/embedded/index.js';
-import { createLogger } from '../server/log.js';
 import { openPool, type Pool } from '../server/client.js';
 import { initDatabase } from '../server/setup.js';
 import { newToken, nowSeconds, type Token } from '../server/token.js';
@@ -17,6 +15,7 @@ import { finish, updateToken, type Claimant } from '../server/lease.js';
 import { Claimer } from '../agent/claim.js';
 import { httpStatus } from '../server/db-errors.js';
 import { writeResults } from './results.js';
+import { startServerProcess } from './server-process.js';
 
 const LEVELS = [1, 8, 32, 64];
 const TOKENS = Number(process.env.BENCH_TOKENS ?? 400);
@@ -186,8 +185,7 @@ function runResult(r: { claimers: number; claims: number; conflicts: number; los
 
 async function main(): Promise<void> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tokenpool-bench-dispatch-'));
-  const log = createLogger('bench', { pretty: false, level: 'warn' });
-  const server = await startEmbeddedServer({ port: 0, dataDir, inMemory: false, log });
+  const server = await startServerProcess(dataDir);
   try {
     const rawPool = openPool({ db: `${server.url}/bench-raw`, credentials: server.credentialsFile });
     await initDatabase(rawPool);
@@ -208,7 +206,7 @@ async function main(): Promise<void> {
       bench: 'dispatch',
       date: new Date().toISOString(),
       host: { cores: os.availableParallelism(), node: process.version },
-      server: 'embedded (pouchdb-server, LevelDB), over HTTP on loopback; view queries answered by the front from its stored index',
+      server: 'tokenpool server in its own process (pouchdb-server engine, LevelDB), over HTTP on loopback; view queries answered by the front from its stored index',
       tokens_per_level: TOKENS,
       note: 'raw = PUTs of token documents with a known _rev (no reads, no views), each loop going round 20 documents of its own; a dispatched token costs at least two such writes (claim, finish), so tokens/s can reach at most about half the raw rate. Writes that lose a race are answered by the front (409) without reaching the engine.',
       levels,

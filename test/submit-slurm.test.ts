@@ -152,9 +152,10 @@ test('SIGTERM to the batch shell only (as --signal=B:TERM delivers it) is passed
 test('the walltime warning (--signal=B:TERM@grace) stops the pilot before Slurm kills it; the token goes back', async () => {
   const { tp, account } = await fx.pool();
   const [t] = await addTokens(tp.pool, [{ obsid: 'L303', step: 'cal', subbands: [1], command: 'sleep 600' }]);
-  // A 3-minute job warned 150 s before its end; --max-time on the agent's command line overrides the
-  // budget from the script so that only the signal can stop this step.
-  const jobId = await runningPilot(tp, account, t!._id, ['--time', '3', '--signal-grace', '150'], ['--max-time', '100000']);
+  // A 4-minute job warned 150 s before its end: Slurm may send the warning up to 60 s early, so it
+  // comes 30–90 s into the job, after the pilot has started its step. --max-time on the agent's
+  // command line overrides the budget from the script so that only the signal can stop this step.
+  const jobId = await runningPilot(tp, account, t!._id, ['--time', '4', '--signal-grace', '150'], ['--max-time', '100000']);
   await assertPutBack(tp, t!._id, jobId);
   assert.match(pilotLog(jobId, 0, 'err'), /received TERM; asking the agent to stop/);
   const stateLine = fx.slurm.run('squeue', ['-h', '-t', 'all', '-j', jobId, '-o', '%T']).trim();

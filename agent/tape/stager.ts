@@ -55,10 +55,12 @@ export function ltaBackend(stager: LtaStager): StagingBackend {
 
 export function gfalBackend(pinLifetimeS: number, env: NodeJS.ProcessEnv): StagingBackend {
   const poll = async (surls: string[]): Promise<PollResult> => {
-    const states = await bringOnline(surls, { pinLifetimeS, env });
+    const { files, callError } = await bringOnline(surls, { pinLifetimeS, env });
+    // The storage did not answer for the files: they wait (the deadline still applies), the status says why.
+    if (callError !== undefined) return { online: new Set(), failed: new Map(), finished: false, status: `gfal-bringonline failed: ${callError}` };
     const online = new Set<string>();
     const failed = new Map<string, string>();
-    for (const [surl, s] of states) {
+    for (const [surl, s] of files) {
       if (s.state === 'ready') online.add(surl);
       else if (s.state === 'failed') failed.set(surl, s.message);
     }

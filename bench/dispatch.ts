@@ -2,8 +2,8 @@
  * Dispatch throughput: how fast tokens go from todo to done with a no-op step when 1, 8, 32 and 64
  * claimers compete, next to (a) the server's raw single-document update rate and (b) a PiCaS-style
  * claimer (random row of the first 100 of the todo view, GET, PUT, up to 10 retries, no lease).
- * Claimers are in-process loops over the agent's own claim and finish functions, against
- * `tokenpool server` running in its own process, over HTTP. Writes bench-results/dispatch.json.
+ * Claimers are in-process loops over the agent's own claim and finish functions, against the
+ * embedded server over HTTP. Writes bench-results/dispatch.json.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -15,14 +15,17 @@ import { finish, updateToken, type Claimant } from '../server/lease.js';
 import { Claimer } from '../agent/claim.js';
 import { httpStatus } from '../server/db-errors.js';
 import { writeResults } from './results.js';
-import { startServerProcess } from './server-process.js';
+import { startEmbeddedServer } from '../server/embedded/index.js';
+import { createLogger } from '../server/log.js';
 
 const LEVELS = [1, 8, 32, 64];
-const TOKENS = Number(process.env.BENCH_TOKENS ?? 400);
+const TOKENS = Number(process.env.BENCH_TOKENS ?? 1000);
 /** A larger pool at 64 claimers: with 400 tokens a sixth of the claims fall in the contested tail. */
 const LARGE_TOKENS = Number(process.env.BENCH_LARGE_TOKENS ?? 2000);
 const RAW_SECONDS = Number(process.env.BENCH_RAW_SECONDS ?? 4);
 const RAW_DOCS_PER_LOOP = 20;
+/** Side-by-side rounds at 64 claimers, whose median ratios are held against the targets */
+const TARGET_ROUNDS = 3;
 
 interface RunResult {
   claimers: number;
@@ -39,6 +42,10 @@ interface RunResult {
 
 function who(i: number): Claimant {
   return { owner: `bench:${i}`, hostname: 'bench', batch: { slurm_job_id: null, dirac_job_id: null, wms_job_id: null, pbs_job_id: null } };
+}
+
+function median(xs: number[]): number {
+  return [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 }
 
 function quantile(sorted: number[], q: number): number {
@@ -71,7 +78,7 @@ async function verify(pool: Pool, n: number): Promise<boolean> {
  * Each loop goes round its own RAW_DOCS_PER_LOOP documents, so that, as with tokens, a document is
  * updated a few times, not hundreds (a long revision history makes PouchDB's writes slower).
  */
-async function rawUpdates(pool: Pool, concurrency: number, label = `raw${concurrency}`): Promise<number> {
+async function rawUpdates(pool: Pool, concurrency: number, label: string): Promise<number> {
   const loops = await Promise.all(
     Array.from({ length: concurrency }, async (_, i) => {
       const docs = Array.from({ length: RAW_DOCS_PER_LOOP }, (_, k) => newToken({ obsid: 'L9', step: label, subbands: [i * RAW_DOCS_PER_LOOP + k], command: 'true', status: 'waiting' }));
@@ -95,6 +102,24 @@ async function rawUpdates(pool: Pool, concurrency: number, label = `raw${concurr
     }),
   );
   return Math.round((updates / ((Date.now() - started) / 1000)) * 10) / 10;
+}
+
+/**
+ * The raw rate measured right before and right after the two claimers' runs, and their mean: the
+ * engine's LevelDB compacts now and then, which can take a third off a few seconds' measurement.
+ */
+async function sideBySide(
+  rawPool: Pool,
+  label: string,
+  claimers: number,
+  tokenpoolRun: () => Promise<RunResult>,
+  picasRun: () => Promise<RunResult>,
+): Promise<{ raw: { raw_token_updates_per_s: number; raw_before_after: [number, number] }; tokenpool: RunResult; picas: RunResult }> {
+  const before = await rawUpdates(rawPool, claimers, `${label}a`);
+  const tokenpool = await tokenpoolRun();
+  const picas = await picasRun();
+  const after = await rawUpdates(rawPool, claimers, `${label}b`);
+  return { raw: { raw_token_updates_per_s: Math.round(((before + after) / 2) * 10) / 10, raw_before_after: [before, after] }, tokenpool, picas };
 }
 
 async function tokenpoolRun(server: { url: string; credentialsFile: string }, claimers: number, fence: boolean, tokens = TOKENS): Promise<RunResult> {
@@ -185,36 +210,49 @@ function runResult(r: { claimers: number; claims: number; conflicts: number; los
 
 async function main(): Promise<void> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tokenpool-bench-dispatch-'));
-  const server = await startServerProcess(dataDir);
+  const log = createLogger('bench', { pretty: false, level: 'warn' });
+  // In this process: the claimers and the front share one core, and the engine (the bottleneck) has
+  // the other to itself, as on a server that runs no claimers. In a process of its own the front
+  // and the claimers would take turns with the engine on both cores.
+  const server = await startEmbeddedServer({ port: 0, dataDir, inMemory: false, log });
   try {
     const rawPool = openPool({ db: `${server.url}/bench-raw`, credentials: server.credentialsFile });
     await initDatabase(rawPool);
     const levels = [];
     for (const claimers of LEVELS) {
-      const raw = await rawUpdates(rawPool, claimers);
-      const tokenpool = await tokenpoolRun(server, claimers, false);
-      const picas = await picasRun(server, claimers);
-      levels.push({ claimers, raw_token_updates_per_s: raw, tokenpool, picas_style: picas, tokenpool_vs_raw: Math.round((tokenpool.tokens_per_s / raw) * 1000) / 1000 });
-      process.stderr.write(`${claimers} claimers: raw ${raw}/s, tokenpool ${tokenpool.tokens_per_s}/s, picas-style ${picas.tokens_per_s}/s\n`);
+      const { raw, tokenpool, picas } = await sideBySide(rawPool, `raw${claimers}`, claimers, () => tokenpoolRun(server, claimers, false), () => picasRun(server, claimers));
+      levels.push({ claimers, ...raw, tokenpool, picas_style: picas, tokenpool_vs_raw: Math.round((tokenpool.tokens_per_s / raw.raw_token_updates_per_s) * 1000) / 1000 });
+      process.stderr.write(`${claimers} claimers: raw ${raw.raw_token_updates_per_s}/s, tokenpool ${tokenpool.tokens_per_s}/s, picas-style ${picas.tokens_per_s}/s\n`);
     }
-    const fenced = await tokenpoolRun(server, 64, true);
-    const largeRaw = await rawUpdates(rawPool, 64, 'rawlarge');
-    const large = { tokens: LARGE_TOKENS, raw_token_updates_per_s: largeRaw, tokenpool: await tokenpoolRun(server, 64, false, LARGE_TOKENS), picas_style: await picasRun(server, 64, LARGE_TOKENS) };
-    process.stderr.write(`64 claimers, ${LARGE_TOKENS} tokens: raw ${largeRaw}/s, tokenpool ${large.tokenpool.tokens_per_s}/s, picas-style ${large.picas_style.tokens_per_s}/s\n`);
+    // The target's level twice more: one round on a noisy machine should not decide it.
     const top = levels[levels.length - 1]!;
+    const rounds = [{ raw: top.raw_token_updates_per_s, tokenpool: top.tokenpool.tokens_per_s, picas_style: top.picas_style.tokens_per_s }];
+    for (let round = 1; round < TARGET_ROUNDS; round++) {
+      const r = await sideBySide(rawPool, `raw64r${round}`, 64, () => tokenpoolRun(server, 64, false), () => picasRun(server, 64));
+      rounds.push({ raw: r.raw.raw_token_updates_per_s, tokenpool: r.tokenpool.tokens_per_s, picas_style: r.picas.tokens_per_s });
+      process.stderr.write(`64 claimers, round ${round + 1}: raw ${r.raw.raw_token_updates_per_s}/s, tokenpool ${r.tokenpool.tokens_per_s}/s, picas-style ${r.picas.tokens_per_s}/s\n`);
+    }
+    const vsRaw = median(rounds.map((r) => r.tokenpool / r.raw));
+    const vsPicas = median(rounds.map((r) => r.tokenpool / r.picas_style));
+    const fenced = await tokenpoolRun(server, 64, true);
+    const largeRun = await sideBySide(rawPool, 'rawlarge', 64, () => tokenpoolRun(server, 64, false, LARGE_TOKENS), () => picasRun(server, 64, LARGE_TOKENS));
+    const largeRaw = largeRun.raw.raw_token_updates_per_s;
+    const large = { tokens: LARGE_TOKENS, ...largeRun.raw, tokenpool: largeRun.tokenpool, picas_style: largeRun.picas };
+    process.stderr.write(`64 claimers, ${LARGE_TOKENS} tokens: raw ${largeRaw}/s, tokenpool ${large.tokenpool.tokens_per_s}/s, picas-style ${large.picas_style.tokens_per_s}/s\n`);
     const result = {
       bench: 'dispatch',
       date: new Date().toISOString(),
       host: { cores: os.availableParallelism(), node: process.version },
-      server: 'tokenpool server in its own process (pouchdb-server engine, LevelDB), over HTTP on loopback; view queries answered by the front from its stored index',
+      server: 'embedded (pouchdb-server engine in its own process, LevelDB), over HTTP on loopback; view queries answered by the front from its stored index',
       tokens_per_level: TOKENS,
-      note: 'raw = PUTs of token documents with a known _rev (no reads, no views), each loop going round 20 documents of its own; a dispatched token costs at least two such writes (claim, finish), so tokens/s can reach at most about half the raw rate. Writes that lose a race are answered by the front (409) without reaching the engine.',
+      note: 'raw = PUTs of token documents with a known _rev (no reads, no views), each loop going round 20 documents of its own, measured before and after the claimers (raw_before_after) and averaged; a dispatched token costs at least two such writes (claim, finish), so tokens/s can reach at most about half the raw rate. Writes that lose a race are answered by the front (409) without reaching the engine.',
       levels,
       fenced_64: { ...fenced, note: 'with the read-back of each claim that a CouchDB cluster (n > 1) needs' },
       large_64: { ...large, tokenpool_vs_raw: Math.round((large.tokenpool.tokens_per_s / largeRaw) * 1000) / 1000, note: `64 claimers on ${LARGE_TOKENS} tokens: less of the run is the tail where more claimers than tokens are left` },
+      rounds_at_64: rounds.map((r) => ({ ...r, tokenpool_vs_raw: Math.round((r.tokenpool / r.raw) * 1000) / 1000 })),
       targets: {
-        tokenpool_vs_raw_at_64: { want: '>= 0.45', got: top.tokenpool_vs_raw, met: top.tokenpool_vs_raw >= 0.45 },
-        ahead_of_picas_at_64: { got: Math.round((top.tokenpool.tokens_per_s / top.picas_style.tokens_per_s) * 100) / 100, met: top.tokenpool.tokens_per_s > top.picas_style.tokens_per_s },
+        tokenpool_vs_raw_at_64: { want: '>= 0.45', got: Math.round(vsRaw * 1000) / 1000, of: `median of ${TARGET_ROUNDS} side-by-side rounds`, met: vsRaw >= 0.45 },
+        ahead_of_picas_at_64: { got: Math.round(vsPicas * 100) / 100, of: `median of ${TARGET_ROUNDS} side-by-side rounds`, met: vsPicas > 1 },
       },
     };
     writeResults('dispatch', result);

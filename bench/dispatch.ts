@@ -20,7 +20,7 @@ import { createLogger } from '../server/log.js';
 
 const LEVELS = [1, 8, 32, 64];
 const TOKENS = Number(process.env.BENCH_TOKENS ?? 1000);
-/** A larger pool at 64 claimers: with 400 tokens a sixth of the claims fall in the contested tail. */
+/** A larger pool at 64 claimers: less of the run is the contested tail, where more claimers than tokens are left. */
 const LARGE_TOKENS = Number(process.env.BENCH_LARGE_TOKENS ?? 2000);
 const RAW_SECONDS = Number(process.env.BENCH_RAW_SECONDS ?? 4);
 const RAW_DOCS_PER_LOOP = 20;

@@ -8,6 +8,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { startEmbeddedServer } from '../server/embedded/index.js';
+import { createLogger } from '../server/log.js';
 import { openPool, type Pool } from '../server/client.js';
 import { initDatabase } from '../server/setup.js';
 import { newToken, nowSeconds, type Token } from '../server/token.js';
@@ -15,8 +17,6 @@ import { finish, updateToken, type Claimant } from '../server/lease.js';
 import { Claimer } from '../agent/claim.js';
 import { httpStatus } from '../server/db-errors.js';
 import { writeResults } from './results.js';
-import { startEmbeddedServer } from '../server/embedded/index.js';
-import { createLogger } from '../server/log.js';
 
 const LEVELS = [1, 8, 32, 64];
 const TOKENS = Number(process.env.BENCH_TOKENS ?? 1000);

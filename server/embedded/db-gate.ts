@@ -20,12 +20,7 @@ export class DbGate {
 
   /** Admits a request on `db`; call the returned function once its answer has been sent or abandoned. */
   async enter(db: string): Promise<() => void> {
-    let state = this.state(db);
-    while (state.exclusive) {
-      await state.exclusive;
-      state = this.state(db);
-    }
-    state.active++;
+    const state = await this.turn(db, (s) => s.active++);
     let left = false;
     return () => {
       if (left) return;
@@ -38,13 +33,8 @@ export class DbGate {
 
   /** Runs `work` (resolving once its answer has been sent or abandoned) alone on `db`. */
   async alone(db: string, work: () => Promise<void>): Promise<void> {
-    let state = this.state(db);
-    while (state.exclusive) {
-      await state.exclusive;
-      state = this.state(db);
-    }
     let finish!: () => void;
-    state.exclusive = new Promise<void>((resolve) => (finish = resolve));
+    const state = await this.turn(db, (s) => (s.exclusive = new Promise<void>((resolve) => (finish = resolve))));
     try {
       if (state.active > 0) {
         await new Promise<void>((resolve) => {
@@ -62,6 +52,21 @@ export class DbGate {
       finish();
       this.prune(db, state);
     }
+  }
+
+  /**
+   * Waits until no create or delete is under way on `db`, then calls `take` on its state in the same
+   * tick as that check: between two ticks another request may end and prune the state, or a create
+   * or delete may begin.
+   */
+  private async turn(db: string, take: (state: DbState) => unknown): Promise<DbState> {
+    let state = this.state(db);
+    while (state.exclusive) {
+      await state.exclusive;
+      state = this.state(db);
+    }
+    take(state);
+    return state;
   }
 
   private state(db: string): DbState {

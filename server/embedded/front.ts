@@ -121,6 +121,10 @@ export class Front {
     }
     if (segments.length === 1 && (method === 'PUT' || method === 'DELETE')) {
       await this.gate.alone(db, () => {
+        // What the front knew of the database's documents, views and readers ends here.
+        this.views.forgetDb(db);
+        this.security.forget(db);
+        this.staleRevs.forgetDb(db);
         const answered = new Promise<void>((resolve) => res.once('close', resolve));
         return this.judged(req, res, user, method, url, segments).then(() => answered);
       });
@@ -150,11 +154,6 @@ export class Front {
     }
     const search = new URLSearchParams(url.includes('?') ? url.slice(url.indexOf('?') + 1) : '');
     const [db] = segments;
-    if (db !== undefined && !db.startsWith('_') && segments.length === 1 && (method === 'PUT' || method === 'DELETE')) {
-      this.views.forgetDb(db);
-      this.security.forget(db);
-      this.staleRevs.forgetDb(db);
-    }
     if (db !== undefined && segments[1] === '_security' && method === 'PUT') {
       // Forget before and after the write: a check racing with it must not cache the old object.
       this.security.forget(db);

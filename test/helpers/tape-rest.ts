@@ -12,7 +12,8 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-export interface TapeRestCall {
+/** A request the stand-in received (what `count` looks through) */
+interface TapeRestCall {
   method: string;
   path: string;
   body: string;
@@ -27,8 +28,6 @@ export interface StageRequestRecord {
 export interface TapeRestStandIn {
   /** `http://127.0.0.1:<port>`: a file's URL is this plus its path */
   base: string;
-  /** Every request received, in order */
-  calls: TapeRestCall[];
   /** Stage requests by id */
   stageRequests: Map<string, StageRequestRecord>;
   /** The files now sit on disk */
@@ -109,7 +108,6 @@ export async function startTapeRest(): Promise<TapeRestStandIn> {
   const port = (server.address() as AddressInfo).port;
   return {
     base: `http://127.0.0.1:${port}`,
-    calls,
     stageRequests,
     setOnline(...paths) {
       for (const p of paths) online.add(p);

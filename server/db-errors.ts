@@ -55,7 +55,9 @@ export function translateDbError(err: unknown, ctx: DbErrorContext): TokenpoolEr
   }
   const status = httpStatus(err);
   const reason = reasonOf(err);
-  switch (status) {
+  // Apache CouchDB answers 401 also to a logged-in user who is not a server admin ("You are not a server admin.").
+  const lacksRole = status === 403 || (status === 401 && ctx.authenticated !== false && !/name or password is incorrect/i.test(reason));
+  switch (lacksRole ? 403 : status) {
     case 401:
       return ctx.authenticated === false
         ? new DatabaseError(`${ctx.url} needs credentials to ${ctx.action}`, 'Pass --credentials FILE (TOKENPOOL_CREDENTIALS) or set TOKENPOOL_USER and TOKENPOOL_PASSWORD.')

@@ -1,14 +1,15 @@
 /**
  * `db init`: creates the database, installs the design documents and sets _security. Idempotent:
  * a design document is rewritten only when one of its definitions changed, because a rewrite of
- * a view makes CouchDB rebuild the index (minutes for a large pool).
+ * a view makes CouchDB rebuild the index (minutes for a large pool). The guard (validate function)
+ * is installed or removed only when asked; otherwise a pool keeps what it has.
  */
 import type { Pool } from './client.js';
 import { withDb, httpStatus, isConflict, SERVER_ADMIN } from './db-errors.js';
-import { designDocs, type DesignDoc } from './design.js';
+import { designDocs, guardDesignDoc, type DesignDoc } from './design.js';
 import { securityObject, ROLES, type SecurityObject } from './security.js';
 
-export type DesignAction = 'created' | 'updated' | 'unchanged';
+export type DesignAction = 'created' | 'updated' | 'unchanged' | 'removed';
 
 export interface InitReport {
   /** Database URL without credentials */
@@ -16,17 +17,53 @@ export interface InitReport {
   database: 'created' | 'existed';
   designDocs: { id: string; action: DesignAction }[];
   security: 'set' | 'unchanged';
+  /** whether the pool has the validate function after init */
+  guard: boolean;
+}
+
+export interface InitOptions {
+  /** true installs (or updates) the validate function, false removes it, undefined keeps the pool's choice */
+  guard?: boolean;
 }
 
 /** Fields of a design document that tokenpool owns; any others (added by hand) are kept. */
 const MANAGED_FIELDS = ['language', 'views', 'validate_doc_update'] as const;
 
-export async function initDatabase(pool: Pool): Promise<InitReport> {
+export async function initDatabase(pool: Pool, opts: InitOptions = {}): Promise<InitReport> {
   const database = await createDatabase(pool);
   const installed: InitReport['designDocs'] = [];
   for (const ddoc of designDocs()) installed.push({ id: ddoc._id, action: await installDesignDoc(pool, ddoc) });
+  const guarded = await applyGuard(pool, opts.guard);
+  if (guarded) installed.push(guarded);
   const security = await applySecurity(pool);
-  return { db: pool.displayUrl, database, designDocs: installed, security };
+  const guard = guarded ? guarded.action !== 'removed' : false;
+  return { db: pool.displayUrl, database, designDocs: installed, security, guard };
+}
+
+/** Installs, updates or removes the guard; null when the pool has none and none was asked for. */
+async function applyGuard(pool: Pool, wanted: boolean | undefined): Promise<{ id: string; action: DesignAction } | null> {
+  const ddoc = guardDesignDoc();
+  if (wanted !== false) {
+    const present = wanted === true || (await withDb(pool, 'read the guard', () => getOrNull(pool, ddoc._id), { role: ROLES.manager })) !== null;
+    return present ? { id: ddoc._id, action: await installDesignDoc(pool, ddoc) } : null;
+  }
+  return withDb(
+    pool,
+    `remove ${ddoc._id}`,
+    async () => {
+      for (let attempt = 0; ; attempt++) {
+        const existing = await getOrNull(pool, ddoc._id);
+        if (!existing) return null;
+        try {
+          await pool.db.destroy(ddoc._id, existing._rev as string);
+          return { id: ddoc._id, action: 'removed' as const };
+        } catch (err) {
+          if (!isConflict(err) || attempt >= 5) throw err;
+        }
+      }
+    },
+    { role: ROLES.manager },
+  );
 }
 
 /** Looks before creating: a pool manager (a database admin, not a server admin) may re-run init on an existing pool. */

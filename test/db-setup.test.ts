@@ -12,6 +12,7 @@ import { startTestServer, type TestServer } from './helpers/server.js';
 import { runCli } from './helpers/cli.js';
 import { openPool, type Pool } from '../server/client.js';
 import { initDatabase } from '../server/setup.js';
+import type { SecurityObject } from '../server/security.js';
 import { newToken, nowSeconds, type Token } from '../server/token.js';
 
 let server: TestServer;
@@ -54,7 +55,7 @@ function tokenIn(sb: number, fields: Partial<Token>): Token {
 
 test('db init creates the database, design documents and _security; a second run changes nothing', async () => {
   const dbUrl = server.newDbUrl('init');
-  const first = await runCli(['db', 'init', '--db', dbUrl, '--json'], { env: adminEnv });
+  const first = await runCli(['db', 'init', '--guard', '--db', dbUrl, '--json'], { env: adminEnv });
   assert.equal(first.code, 0, first.stderr);
   const report = JSON.parse(first.stdout);
   assert.equal(report.database, 'created');
@@ -67,11 +68,14 @@ test('db init creates the database, design documents and _security; a second run
     ],
   );
   assert.equal(report.security, 'set');
+  assert.equal(report.guard, true);
   const pool = server.adminPool(dbUrl);
   const revs = await designRevs(pool);
   const security = await pool.db.get('_security');
-  assert.deepEqual((security as unknown as { admins: { roles: string[] } }).admins.roles, ['tokenpool_manager']);
-  assert.deepEqual((security as unknown as { members: { roles: string[] } }).members.roles, ['tokenpool_manager', 'tokenpool_agent', 'tokenpool_viewer']);
+  // Apache CouchDB gives a new database {admins, members}.roles ["_admin"] (admin_only): kept, ours added.
+  const notCouchDefault = (roles: string[]) => roles.filter((r) => r !== '_admin');
+  assert.deepEqual(notCouchDefault((security as unknown as { admins: { roles: string[] } }).admins.roles), ['tokenpool_manager']);
+  assert.deepEqual(notCouchDefault((security as unknown as { members: { roles: string[] } }).members.roles), ['tokenpool_manager', 'tokenpool_agent', 'tokenpool_viewer']);
 
   const second = await runCli(['db', 'init', '--db', dbUrl, '--json'], { env: adminEnv });
   assert.equal(second.code, 0, second.stderr);
@@ -79,7 +83,29 @@ test('db init creates the database, design documents and _security; a second run
   assert.equal(again.database, 'existed');
   assert.ok(again.designDocs.every((d: { action: string }) => d.action === 'unchanged'), second.stdout);
   assert.equal(again.security, 'unchanged');
+  assert.equal(again.guard, true, 'a re-run without --guard keeps the guard');
   assert.deepEqual(await designRevs(pool), revs, 'no design document was rewritten');
+});
+
+test('the guard is opt-in: a new pool has none, --no-guard removes it, and an unguarded pool takes what the guard refuses', async () => {
+  const dbUrl = server.newDbUrl('guard');
+  const plain = await runCli(['db', 'init', '--db', dbUrl, '--json'], { env: adminEnv });
+  assert.equal(plain.code, 0, plain.stderr);
+  const report = JSON.parse(plain.stdout);
+  assert.equal(report.guard, false);
+  assert.deepEqual(report.designDocs.map((d: { id: string }) => d.id), ['_design/Monitor', '_design/tokenpool']);
+  const pool = server.adminPool(dbUrl);
+  await pool.db.insert({ ...tokenIn(1, {}), lock: 'now' } as never);
+
+  const on = JSON.parse((await runCli(['db', 'init', '--guard', '--db', dbUrl, '--json'], { env: adminEnv })).stdout);
+  assert.equal(on.guard, true);
+  await assert.rejects(pool.db.insert({ ...tokenIn(2, {}), lock: 'now' } as never), (e: { statusCode: number; reason: string }) => e.statusCode === 403 && /lock must be/.test(e.reason));
+
+  const off = await runCli(['db', 'init', '--no-guard', '--db', dbUrl], { env: adminEnv });
+  assert.equal(off.code, 0, off.stderr);
+  assert.match(off.stdout, /guard off/);
+  assert.deepEqual(Object.keys(await designRevs(pool)).sort(), ['_design/Monitor', '_design/tokenpool']);
+  await pool.db.insert({ ...tokenIn(3, {}), lock: 'now' } as never);
 });
 
 test('db init rewrites only a design document whose definition changed, and keeps extra _security grants', async () => {
@@ -93,7 +119,7 @@ test('db init rewrites only a design document whose definition changed, and keep
   const report = await initDatabase(pool);
   assert.deepEqual(
     report.designDocs.map((d) => d.action),
-    ['updated', 'unchanged', 'unchanged'],
+    ['updated', 'unchanged'],
   );
   const after = await designRevs(pool);
   assert.notEqual(after['_design/Monitor'], revs['_design/Monitor']);
@@ -138,7 +164,7 @@ test('PiCaS Monitor views sort a mixed set of tokens into todo, locked, done and
 test('roles: an agent cannot change a design document or delete a token, a viewer cannot write, malformed tokens are refused', async () => {
   const dbUrl = server.newDbUrl('roles');
   const admin = server.adminPool(dbUrl);
-  await initDatabase(admin);
+  await initDatabase(admin, { guard: true });
   await admin.db.insert(tokenIn(1, {}));
   for (const [name, role] of [['agent1', 'agent'], ['viewer1', 'viewer'], ['manager1', 'manager']]) {
     const out = path.join(tmp, `${name}.json`);
@@ -188,10 +214,37 @@ test('roles: an agent cannot change a design document or delete a token, a viewe
   assert.ok(JSON.parse(reinit.stdout).designDocs.every((d: { action: string }) => d.action === 'unchanged'));
 });
 
+test('guard: an account listed by name in _security (as PiCaS pools do) writes as an agent', async () => {
+  const dbUrl = server.newDbUrl('named');
+  const admin = server.adminPool(dbUrl);
+  await initDatabase(admin, { guard: true });
+  const password = 'picas-pw-' + Math.random().toString(36).slice(2);
+  const user = `picas-${Math.random().toString(36).slice(2, 8)}`;
+  await admin.server.request({ db: '_users', method: 'PUT', path: `org.couchdb.user:${user}`, body: { _id: `org.couchdb.user:${user}`, name: user, password, roles: [], type: 'user' } });
+  const picas = openPool({ db: dbUrl, user, password });
+  const security = (await admin.db.get('_security')) as unknown as SecurityObject;
+  await admin.server.request({ db: admin.dbName, path: '_security', method: 'PUT', body: { ...security, members: { ...security.members, names: [user] } } });
+  const written = await waitForAccess(() => picas.db.insert(tokenIn(1, {})));
+  assert.ok(written.ok);
+});
+
+/** Retries while a new account or _security change has not reached every node of a cluster yet (401/403). */
+async function waitForAccess<T>(write: () => Promise<T>): Promise<T> {
+  for (let i = 0; ; i++) {
+    try {
+      return await write();
+    } catch (err) {
+      const status = (err as { statusCode?: number }).statusCode;
+      if ((status !== 401 && status !== 403) || i >= 50) throw err;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
 test('CLI errors: unreachable server, wrong credentials, missing role; nothing written and no password shown', async () => {
   const dbUrl = server.newDbUrl('errors');
   const admin = server.adminPool(dbUrl);
-  await initDatabase(admin);
+  await initDatabase(admin, { guard: true });
   const viewerFile = path.join(tmp, 'viewer-errors.json');
   const pwFile = path.join(tmp, 'pw.txt');
   fs.writeFileSync(pwFile, 'viewer-secret-pw-4711\n', { mode: 0o600 });

@@ -2,10 +2,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { validateDocUpdate } from '../server/security.js';
-import { designDocs, mergeViews } from '../server/design.js';
+import { designDocs, guardDesignDoc, mergeViews } from '../server/design.js';
 import { newToken, validateToken, type Token } from '../server/token.js';
 
-type Validate = (newDoc: unknown, oldDoc: unknown, userCtx: unknown) => void;
+type Validate = (newDoc: unknown, oldDoc: unknown, userCtx: unknown, secObj?: unknown) => void;
 // eslint-disable-next-line @typescript-eslint/no-implied-eval
 const validate = new Function(`return (${validateDocUpdate});`)() as Validate;
 const manager = { name: 'm', roles: ['tokenpool_manager'] };
@@ -99,9 +99,24 @@ test('roles: viewers and unknown users cannot write, agents cannot delete tokens
   assert.equal(catchIt(() => validate({ _id: 'sub-1', type: 'submission' }, null, { name: 'a', roles: ['tokenpool_agent'] })), null);
 });
 
-test('design documents: Monitor, tokenpool (views of every module), the validate function; duplicate view names refused', () => {
+test('roles from _security: names and member roles count (PiCaS pools list accounts by name), the viewer role never writes', () => {
+  const t = good();
+  const deletion = { _id: t._id, _rev: '1-a', _deleted: true };
+  const sec = { admins: { names: ['boss'], roles: ['lofar_admin'] }, members: { names: ['picas'], roles: ['lofar', 'tokenpool_viewer'] } };
+  assert.equal(catchIt(() => validate(t, null, { name: 'picas', roles: [] }, sec)), null);
+  assert.equal(catchIt(() => validate(t, null, { name: 'x', roles: ['lofar'] }, sec)), null);
+  assert.match(String(catchIt(() => validate(t, null, { name: 'x', roles: ['tokenpool_viewer'] }, sec))), /lacks the role/);
+  assert.match(String(catchIt(() => validate(deletion, t, { name: 'picas', roles: [] }, sec))), /only a tokenpool_manager/);
+  assert.equal(catchIt(() => validate(deletion, t, { name: 'boss', roles: [] }, sec)), null);
+  assert.equal(catchIt(() => validate(deletion, t, { name: 'y', roles: ['lofar_admin'] }, sec)), null);
+  assert.match(String(catchIt(() => validate(t, null, { name: 'picas', roles: [] }, { members: { names: [], roles: [] } }))), /lacks the role/);
+});
+
+test('design documents: Monitor, tokenpool (views of every module), the guard apart; duplicate view names refused', () => {
   const docs = designDocs();
-  assert.deepEqual(docs.map((d) => d._id), ['_design/Monitor', '_design/tokenpool', '_design/tokenpool_validate']);
+  assert.deepEqual(docs.map((d) => d._id), ['_design/Monitor', '_design/tokenpool']);
+  assert.equal(guardDesignDoc()._id, '_design/tokenpool_validate');
+  assert.ok(!/instanceof/.test(guardDesignDoc().validate_doc_update!), 'arrays are tested with Array.isArray: instanceof fails in CouchDB');
   assert.deepEqual(Object.keys(docs[0]!.views!).sort(), ['done', 'error', 'locked', 'overview_total', 'todo']);
   assert.equal(docs[0]!.views!.overview_total!.reduce, '_sum');
   for (const name of ['progress', 'failures', 'by_status', 'claimable']) assert.ok(docs[1]!.views![name], name);

@@ -35,7 +35,7 @@ describe('tokenpool stage --method gfal against a Tape REST API', { skip: !GFAL 
   async function seed(obsid: string, subbands: number[], perToken: number, base = tape.base): Promise<{ pool: Pool; dbUrl: string }> {
     const dbUrl = server.newDbUrl('stagegfal');
     const pool = server.adminPool(dbUrl);
-    await initDatabase(pool);
+    await initDatabase(pool, { guard: true });
     for (let i = 0; i < subbands.length; i += perToken) {
       const sbs = subbands.slice(i, i + perToken);
       await pool.db.insert(newToken({ obsid, step: 'cal1', subbands: sbs, site: 'sara', status: 'staging', input: sbs.map((sb) => ({ url: base + filePath(obsid, sb) })) }));

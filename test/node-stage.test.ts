@@ -31,7 +31,7 @@ const surl = (obsid: string, sb: number) =>
 async function seed(obsid: string, subbands: number[], perToken: number): Promise<{ pool: Pool; dbUrl: string }> {
   const dbUrl = server.newDbUrl('stage');
   const pool = server.adminPool(dbUrl);
-  await initDatabase(pool);
+  await initDatabase(pool, { guard: true });
   for (let i = 0; i < subbands.length; i += perToken) {
     const sbs = subbands.slice(i, i + perToken);
     await pool.db.insert(newToken({ obsid, step: 'cal1', subbands: sbs, site: 'sara', status: 'staging', input: sbs.map((sb) => ({ url: surl(obsid, sb) })) }));

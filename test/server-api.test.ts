@@ -3,15 +3,15 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import nano from 'nano';
-import { startTestServer, type TestServer } from './helpers/server.js';
+import { startEmbeddedTestServer, type EmbeddedTestServer } from './helpers/server.js';
 import { rawRequest } from './helpers/http.js';
 import { basicAuth } from '../server/client.js';
 
-let server: TestServer;
+let server: EmbeddedTestServer;
 let admin: { name: string; password: string };
 
 before(async () => {
-  server = await startTestServer();
+  server = await startEmbeddedTestServer();
   admin = server.admin;
 });
 

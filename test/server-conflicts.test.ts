@@ -5,15 +5,15 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startTestServer, type TestServer } from './helpers/server.js';
+import { startEmbeddedTestServer, type EmbeddedTestServer } from './helpers/server.js';
 import { rawRequest, type Reply } from './helpers/http.js';
 import { KNOWN_CONFLICT_HEADER } from '../server/embedded/front.js';
 
-let server: TestServer;
+let server: EmbeddedTestServer;
 const DB = 'conflicts';
 
 before(async () => {
-  server = await startTestServer();
+  server = await startEmbeddedTestServer();
   assert.equal((await rawRequest(server.url, 'PUT', `/${DB}`, { auth: server.admin })).status, 201);
   // Refuses documents marked bad, as a token pool's validate function refuses malformed tokens.
   const validate = "function (newDoc) { if (newDoc.bad) throw({ forbidden: 'bad document' }); }";

@@ -4,13 +4,13 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startTestServer, type TestServer } from './helpers/server.js';
+import { startEmbeddedTestServer, type EmbeddedTestServer } from './helpers/server.js';
 import { rawRequest } from './helpers/http.js';
 
-let server: TestServer;
+let server: EmbeddedTestServer;
 
 before(async () => {
-  server = await startTestServer();
+  server = await startEmbeddedTestServer();
 });
 
 after(async () => {
@@ -52,5 +52,5 @@ test('requests racing with the creation and deletion of their database all get a
     if (failures.length > 0) break;
   }
   assert.deepEqual(failures, []);
-  assert.equal(server.engine.restarts, 0);
+  assert.equal(server.embedded.engine.restarts, 0);
 });

@@ -9,11 +9,11 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { startTestServer, type TestServer } from './helpers/server.js';
+import { startEmbeddedTestServer, type EmbeddedTestServer } from './helpers/server.js';
 import { rawRequest, type Reply } from './helpers/http.js';
 import type { Credentials } from '../server/client.js';
 
-let server: TestServer;
+let server: EmbeddedTestServer;
 const DB = 'fuzzdb';
 const member: Credentials = { name: 'member1', password: 'member-pw' };
 const outsider: Credentials = { name: 'outsider1', password: 'outsider-pw' };
@@ -168,7 +168,7 @@ async function seed(db: string): Promise<void> {
 }
 
 before(async () => {
-  server = await startTestServer();
+  server = await startEmbeddedTestServer();
   const admin = { auth: server.admin };
   await seed(DB);
   await seed(ADMIN_DB);
@@ -206,7 +206,7 @@ test('no identity, method, path or body combination restarts the engine, and Cou
         checkStatus(c.who, c.method, c.path, reply);
       }),
     );
-    assert.equal(server.engine.restarts, 0, `the engine was restarted during batch ${i / BATCH}:\n${batch.map((c) => `${c.who} ${c.method} ${c.path}`).join('\n')}`);
+    assert.equal(server.embedded.engine.restarts, 0, `the engine was restarted during batch ${i / BATCH}:\n${batch.map((c) => `${c.who} ${c.method} ${c.path}`).join('\n')}`);
     await healthy();
   }
   assert.ok(log.length > 3000, `only ${log.length} requests were sent`);
@@ -256,19 +256,19 @@ test('huge headers and a huge URL are refused without harming the server', async
   if (!(r1 instanceof Error)) assert.equal(r1.status, 431);
   const r2 = await rawRequest(server.url, 'GET', `/${DB}/${big}`, { auth: server.admin }).catch((err: Error) => err);
   if (!(r2 instanceof Error)) assert.ok(r2.status === 431 || r2.status === 414 || r2.status === 404, String(r2.status));
-  assert.equal(server.engine.restarts, 0);
+  assert.equal(server.embedded.engine.restarts, 0);
   await healthy();
 });
 
 test('a killed engine is restarted by the supervisor, keeps its LevelDB data and answers again', async () => {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tokenpool-fuzz-'));
-  const disk = await startTestServer({ inMemory: false, dataDir });
+  const disk = await startEmbeddedTestServer({ inMemory: false, dataDir });
   try {
     const admin = { auth: disk.admin };
     assert.equal((await rawRequest(disk.url, 'PUT', '/kept', admin)).status, 201);
     const docs = Array.from({ length: 50 }, (_, n) => ({ _id: `k${n}`, n }));
     assert.equal((await rawRequest(disk.url, 'POST', '/kept/_bulk_docs', { ...admin, body: JSON.stringify({ docs }) })).status, 201);
-    const pid = disk.engine.pid;
+    const pid = disk.embedded.engine.pid;
     assert.ok(pid);
     process.kill(pid, 'SIGKILL');
     let info: Reply | null = null;
@@ -279,8 +279,8 @@ test('a killed engine is restarted by the supervisor, keeps its LevelDB data and
     }
     assert.equal(info?.status, 200, 'the server did not answer after the engine was killed');
     assert.equal(info!.json().doc_count, 50);
-    assert.equal(disk.engine.restarts, 1);
-    assert.notEqual(disk.engine.pid, pid);
+    assert.equal(disk.embedded.engine.restarts, 1);
+    assert.notEqual(disk.embedded.engine.pid, pid);
     assert.equal((await rawRequest(disk.url, 'GET', '/kept/k7', admin)).json().n, 7);
   } finally {
     await disk.stop();

@@ -4,12 +4,12 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import type { TestServer } from './helpers/server.js';
+import type { EmbeddedTestServer } from './helpers/server.js';
 import { rawRequest } from './helpers/http.js';
 import { frontAndEngine, type FrontAndEngine } from './helpers/front-and-engine.js';
 import { STORED_REDUCE_HEADER } from '../server/embedded/front.js';
 
-let server: TestServer;
+let server: EmbeddedTestServer;
 const DB = 'reduce';
 
 const VIEWS = {

@@ -37,7 +37,7 @@ after(async () => {
 async function freshPool(): Promise<{ dbUrl: string; pool: Pool }> {
   const dbUrl = server.newDbUrl('add');
   const pool = server.adminPool(dbUrl);
-  await initDatabase(pool);
+  await initDatabase(pool, { guard: true });
   return { dbUrl, pool };
 }
 

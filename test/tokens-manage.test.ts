@@ -39,7 +39,7 @@ const HOUR = 3600;
 async function seed(): Promise<{ dbUrl: string; pool: Pool }> {
   const dbUrl = server.newDbUrl('manage');
   const pool = server.adminPool(dbUrl);
-  await initDatabase(pool);
+  await initDatabase(pool, { guard: true });
   const t = nowSeconds();
   const tok = (sb: number, step: string, f: Partial<Token>): Token => ({ ...newToken({ obsid: 'L229507', step, subbands: [sb] }, t - 5 * HOUR), updated: t, ...f });
   const attempt = { attempt: 1, claim_id: 'c1', owner: 'pilot-1', hostname: 'wn1', batch_job_id: '77_1', start: t - 2 * HOUR, end: t - HOUR, exit_code: 1, reason: 'exit code 1' };

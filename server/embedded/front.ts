@@ -101,6 +101,12 @@ export class Front {
     }
     const method = req.method ?? 'GET';
     const url = req.url ?? '/';
+    if ((method === 'GET' || method === 'HEAD') && /^\/_up\/?(\?|$)/.test(url)) {
+      // CouchDB's health check for load balancers and start scripts: open to all, no engine round trip.
+      drain(req);
+      sendJson(res, 200, { status: 'ok', seeds: {} });
+      return;
+    }
     const user = await this.userOf(req);
     if (user === 'invalid') {
       drain(req);

@@ -6,7 +6,6 @@ import path from 'node:path';
 import type { TestServer } from './server.js';
 import { CLI } from './cli.js';
 import { initDatabase } from '../../server/setup.js';
-import { designDocs, VALIDATE_DDOC } from '../../server/design.js';
 import { newToken, type NewToken, type Token } from '../../server/token.js';
 import type { Pool } from '../../server/client.js';
 
@@ -14,27 +13,24 @@ export interface TestPool {
   dbUrl: string;
   pool: Pool;
   credentials: string;
-}
-
-export async function freshPool(server: TestServer): Promise<TestPool> {
-  const dbUrl = server.newDbUrl('agent');
-  const pool = server.adminPool(dbUrl);
-  await initDatabase(pool);
-  return { dbUrl, pool, credentials: server.adminCredentialsFile() };
+  /** The database through each node of a cluster; agents are spread over them */
+  nodeUrls?: string[];
 }
 
 /**
- * A pool with the views but without the validate function: for documents the validate function
- * would refuse (malformed tokens) and for replication-style writes (new_edits=false), which the
- * embedded engine drops silently while a validate function is installed.
+ * A fresh initialised pool, with the guard on unless asked otherwise: every write the product makes is
+ * then also checked by the validate function. Without it: for documents the guard would refuse
+ * (malformed tokens) and for replication-style writes (new_edits=false), which the embedded engine
+ * drops silently while a validate function is installed.
  */
-export async function unguardedPool(server: TestServer): Promise<TestPool> {
+export async function freshPool(server: TestServer, opts: { guard?: boolean } = {}): Promise<TestPool> {
   const dbUrl = server.newDbUrl('agent');
   const pool = server.adminPool(dbUrl);
-  await pool.server.db.create(pool.dbName);
-  for (const ddoc of designDocs()) if (ddoc._id !== `_design/${VALIDATE_DDOC}`) await pool.db.insert(ddoc as never);
-  return { dbUrl, pool, credentials: server.adminCredentialsFile() };
+  await initDatabase(pool, { guard: opts.guard ?? true });
+  return { dbUrl, pool, credentials: server.adminCredentialsFile(), nodeUrls: server.nodes.map((_, i) => server.onNode(dbUrl, i)) };
 }
+
+export const unguardedPool = (server: TestServer): Promise<TestPool> => freshPool(server, { guard: false });
 
 export async function addTokens(pool: Pool, specs: NewToken[]): Promise<Token[]> {
   const tokens = specs.map((s) => newToken(s));
@@ -55,9 +51,13 @@ export interface AgentProcess {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** Starts `tokenpool agent` as a real process (JSON logs, no start-up jitter unless given). */
+let agentsStarted = 0;
+
+/** Starts `tokenpool agent` as a real process (JSON logs, no start-up jitter unless given); on a cluster each agent talks to the next node. */
 export function startAgent(tp: TestPool, args: string[], env: NodeJS.ProcessEnv = {}): AgentProcess {
-  const child = spawn(process.execPath, [CLI, 'agent', '--db', tp.dbUrl, '--credentials', tp.credentials, '--jitter', '0', ...args], {
+  const nodes = tp.nodeUrls ?? [tp.dbUrl];
+  const dbUrl = nodes[agentsStarted++ % nodes.length]!;
+  const child = spawn(process.execPath, [CLI, 'agent', '--db', dbUrl, '--credentials', tp.credentials, '--jitter', '0', ...args], {
     env: { ...process.env, TOKENPOOL_LOG_JSON: '1', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -1,10 +1,10 @@
 /** For tests of the front's stored indexes: one view query asked of the front and of the engine behind it. */
 import assert from 'node:assert/strict';
-import { startTestServer, type TestServer } from './server.js';
+import { startEmbeddedTestServer, type EmbeddedTestServer } from './server.js';
 import { rawRequest, type Reply } from './http.js';
 
 export interface FrontAndEngine {
-  server: TestServer;
+  server: EmbeddedTestServer;
   viaFront(view: string, query: string): Promise<Reply>;
   viaEngine(view: string, query: string): Promise<Reply>;
   bulk(docs: object[]): Promise<void>;
@@ -14,8 +14,8 @@ export interface FrontAndEngine {
 
 /** A server with database `db` holding `docs` (design document `pool` among them). */
 export async function frontAndEngine(db: string, docs: object[]): Promise<FrontAndEngine> {
-  const server = await startTestServer();
-  const engineUrl = `http://127.0.0.1:${await server.engine.enginePort()}`;
+  const server = await startEmbeddedTestServer();
+  const engineUrl = `http://127.0.0.1:${await server.embedded.engine.enginePort()}`;
   const ask = (base: string, view: string, query: string) => rawRequest(base, 'GET', `/${db}/_design/pool/_view/${view}?${query}`, { auth: server.admin });
   const fe: FrontAndEngine = {
     server,

@@ -84,7 +84,7 @@ export function tokenIn(obsid: string, step: string, subband: number, status: To
 }
 
 export async function seedPool(pool: Pool, spec: SeedSpec, opts: { init?: boolean; batch?: number } = {}): Promise<Seeded> {
-  if (opts.init !== false) await initDatabase(pool);
+  if (opts.init !== false) await initDatabase(pool, { guard: true });
   const now = nowSeconds();
   const shares = spec.shares ?? DEFAULT_SHARES;
   const seeded: Seeded = { total: 0, counts: {}, errorIds: [] };

@@ -18,6 +18,7 @@ import { Journal } from './journal.js';
 import { backoffMs, isUnreachable, sleep } from './retry.js';
 import { batchIds } from './batch.js';
 import type { Slots } from './options.js';
+import type { Copies } from '../server/branches.js';
 
 export interface AgentConfig {
   pool: Pool;
@@ -38,7 +39,8 @@ export interface AgentConfig {
   jitterS: number;
   pollS: number;
   window: number;
-  fence: boolean;
+  /** how to read a pool kept in several copies (CouchDB cluster); null on a single copy */
+  copies: Copies | null;
   keepScratch: boolean;
 }
 
@@ -68,7 +70,7 @@ export class Agent {
       leaseSeconds: cfg.leaseS,
       source: cfg.source,
       window: cfg.window,
-      fence: cfg.fence,
+      copies: cfg.copies,
       log: cfg.log,
     });
     this.journal = new Journal(cfg.workdir);
@@ -210,6 +212,7 @@ export class Agent {
     const attempt = new TokenAttempt(
       {
         db: this.cfg.pool.db,
+        copies: this.cfg.copies,
         node: this.cfg.node,
         journal: this.journal,
         log: this.cfg.log,
@@ -260,7 +263,7 @@ export class Agent {
     const { log } = this.cfg;
     if (this.journal.files().length === 0) return 0;
     const res = await this.journal.flush(async (e) => {
-      const written = await recordOutcome(this.cfg.pool.db, e.tokenId, e.claimId, e.outcome);
+      const written = await recordOutcome(this.cfg.pool.db, e.tokenId, e.claimId, e.outcome, { copies: this.cfg.copies });
       log.info({ token: e.tokenId, attempt: e.attempt, phase: 'journal', recorded: written ? written.status : 'dropped' }, written ? 'journaled outcome recorded' : 'journaled outcome dropped: the token was claimed again meanwhile');
       return written ? 'applied' : 'dropped';
     });
@@ -272,12 +275,13 @@ export class Agent {
 }
 
 /** Opens the pool and checks it answers; decides fencing from its cluster settings. */
-export async function connect(pool: Pool, fenceMode: 'auto' | 'always' | 'never', log: Logger): Promise<boolean> {
+export async function connect(pool: Pool, fenceMode: 'auto' | 'always' | 'never', settleS: number, log: Logger): Promise<Copies | null> {
   for (let failures = 0; ; failures++) {
     try {
       const info = (await pool.db.info()) as unknown as { cluster?: { n?: number } };
-      if (fenceMode !== 'auto') return fenceMode === 'always';
-      return (info.cluster?.n ?? 1) > 1;
+      const n = info.cluster?.n ?? 1;
+      const fence = fenceMode === 'auto' ? n > 1 : fenceMode === 'always';
+      return fence ? { n, settleMs: Math.round(settleS * 1000) } : null;
     } catch (err) {
       if (!isUnreachable(err) || failures >= 3) throw translateDbError(err, { url: pool.displayUrl, action: 'read the pool', role: 'tokenpool_agent', authenticated: pool.credentials !== null });
       const wait = backoffMs(failures, 8);

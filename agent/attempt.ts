@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import type { Logger } from '../server/log.js';
 import { NODE_PROBLEM, enterPhase, finish, heartbeat, updateToken, type Outcome, type TokenDb } from '../server/lease.js';
+import { branchClaim, dropBranch, resolveToken, type Copies } from '../server/branches.js';
 import { EXIT, nowSeconds, type Token } from '../server/token.js';
 import { NodeFault, PhaseError, type PhaseContext, type WorkerNode } from './phases.js';
 import { makeScratch, stepEnv, tail, writeTokenFiles, type ScratchDirs } from './files.js';
@@ -30,6 +31,8 @@ type Phase = 'downloading' | 'running' | 'uploading';
 
 export interface AttemptDeps {
   db: TokenDb;
+  /** set on a CouchDB cluster: every write reads all copies and goes to the owner's branch */
+  copies: Copies | null;
   node: WorkerNode;
   journal: Journal;
   log: Logger;
@@ -245,7 +248,7 @@ export class TokenAttempt {
 
   private async writeNow(change: (t: Token) => Token | null): Promise<boolean> {
     try {
-      const written = await updateToken(this.deps.db, this.id, change, { known: this.known });
+      const written = await updateToken(this.deps.db, this.id, change, { known: this.known, copies: this.deps.copies });
       if (written) {
         this.current = written;
         this.known = written;
@@ -276,7 +279,7 @@ export class TokenAttempt {
     await Promise.race([this.writes, new Promise((resolve) => (waited = setTimeout(resolve, PENDING_WRITE_WAIT_MS)))]);
     clearTimeout(waited);
     try {
-      const written = await recordOutcome(this.deps.db, this.id, this.claimId, outcome, this.known);
+      const written = await recordOutcome(this.deps.db, this.id, this.claimId, outcome, { known: this.known, copies: this.deps.copies });
       if (!written) {
         this.log.warn({ phase: 'report' }, 'the token was claimed by another agent meanwhile: result not recorded');
         return 'lost';
@@ -296,9 +299,22 @@ export class TokenAttempt {
   }
 }
 
-/** Writes an outcome guarded by the claim id; null when the claim is no longer ours. */
-export function recordOutcome(db: TokenDb, id: string, claimId: string, outcome: Outcome, known?: Token): Promise<Token | null> {
-  return updateToken(db, id, (t) => finish(t, claimId, outcome, nowSeconds()), { known });
+/**
+ * Writes an outcome guarded by the claim id; null when the claim is no longer ours. On a cluster the
+ * outcome goes on the owning branch only, and is checked once more after the write: a claim that
+ * reached some copy only now (its node was away at the fence) may have ended too. The rule of
+ * branches.ts keeps one; a losing outcome is recorded in the owner's history and its branch ends.
+ */
+export async function recordOutcome(db: TokenDb, id: string, claimId: string, outcome: Outcome, opts: { known?: Token; copies?: Copies | null } = {}): Promise<Token | null> {
+  const { copies } = opts;
+  const written = await updateToken(db, id, (t) => finish(t, claimId, outcome, nowSeconds()), opts);
+  if (!written || !copies) return written;
+  const { token: owner } = await resolveToken(db, id, copies);
+  if (owner._rev === written._rev || branchClaim(owner) === claimId) return written;
+  const ours = written.history[written.history.length - 1]!;
+  await updateToken(db, id, (t) => (branchClaim(t) === claimId || t.history.some((a) => a.claim_id === claimId) ? null : { ...t, history: [...t.history, { ...ours, reason: `${ours.reason} (superseded: cluster conflict)` }] }), { copies });
+  await dropBranch(db, written);
+  return null;
 }
 
 function round(s: number): number {

@@ -11,6 +11,7 @@ import { claim, claimability, expire, fence, writeClaim, type Claimant, type Tok
 import { describeProblems, EXIT, nowSeconds, validateToken, type Token } from '../server/token.js';
 import { TOKENPOOL_DDOC } from '../server/design.js';
 import { httpStatus } from '../server/db-errors.js';
+import type { Copies } from '../server/branches.js';
 
 /** Which tokens an agent takes; at most one of view and selector, step and obsid narrow the default views. */
 export interface ClaimSource {
@@ -33,8 +34,8 @@ export interface ClaimerOptions {
   spread?: number;
   /** re-query after this many milliseconds even when candidates are left */
   maxAgeMs?: number;
-  /** read back each claim with its conflicts (needed on a CouchDB cluster with n > 1) */
-  fence?: boolean;
+  /** check each claim on every copy (needed on a CouchDB cluster with n > 1): lease.ts, fence */
+  copies?: Copies | null;
   log?: Logger;
   random?: () => number;
 }
@@ -216,7 +217,8 @@ export class Claimer {
       this.candidates = [];
       return null;
     }
-    if (this.opts.fence && !(await fence(db, written))) {
+    if (this.opts.copies && !(await fence(db, written, this.opts.copies))) {
+      log?.info({ token: token._id, claim_id: written.lease!.claim_id }, 'claim lost at the fence');
       this.stats.fencesLost++;
       this.stats.conflicts++;
       return null;

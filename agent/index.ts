@@ -34,7 +34,7 @@ export async function runAgent(args: AgentArgs): Promise<number> {
       log.info({ ends: new Date(deadlineMs).toISOString() }, 'time budget from the batch system');
     }
   }
-  const fence = await connect(pool, args.fence, log);
+  const copies = await connect(pool, args.fence, args.fenceSettle, log);
   const cores = slots.kind === 'auto' ? nodeCores() : 0;
 
   const agent = new Agent({
@@ -54,7 +54,7 @@ export async function runAgent(args: AgentArgs): Promise<number> {
     jitterS: args.jitter,
     pollS: args.poll,
     window: args.window,
-    fence,
+    copies,
     keepScratch: args.keepScratch,
   });
   const onSignal = (sig: NodeJS.Signals) => agent.stop(`received ${sig}`);

@@ -1,4 +1,5 @@
 /** The flags of `tokenpool agent`, shared with the self-contained pilot bundle. */
+import { SETTLE_MS } from '../server/branches.js';
 import type { Argv } from 'yargs';
 import { withPoolOptions, type PoolArgs } from '../scripts/pool-options.js';
 import { workerNodeOptions, type WorkerNodeArgs } from './node/index.js';
@@ -21,6 +22,7 @@ export interface AgentArgs extends PoolArgs, WorkerNodeArgs {
   poll: number;
   window: number;
   fence: 'auto' | 'always' | 'never';
+  fenceSettle: number;
   keepScratch: boolean;
   logLevel?: string;
 }
@@ -47,8 +49,9 @@ export function agentOptions<T>(y: Argv<T>): Argv<T & AgentArgs> {
       type: 'string',
       choices: ['auto', 'always', 'never'] as const,
       default: 'auto' as const,
-      describe: 'Read back each claim with its conflicts (auto: when the database keeps more than one copy, n > 1)',
+      describe: 'Check each claim on every copy of the token before its step starts, and write outcomes only on the owning branch (auto: when the database keeps more than one copy, n > 1)',
     })
+    .option('fence-settle', { type: 'number', default: SETTLE_MS / 1000, describe: 'Seconds a claim is given to reach every copy before the fence reads them all' })
     .option('keep-scratch', { type: 'boolean', default: false, describe: 'Keep each token\'s scratch directory after the attempt' }) as unknown as Argv<
     T & AgentArgs
   >;

@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import type { DocumentScope } from 'nano';
 import { ACTIVE_STATUSES, EXIT, type Attempt, type OutputFile, type Token, type TokenStatus } from './token.js';
 import { httpStatus } from './db-errors.js';
+import { branchClaim, dropBranch, dropLosingClaims, readOwned, resolveToken, type Copies } from './branches.js';
 
 /** Reason recorded when a lease ran out without a heartbeat. */
 export const LEASE_EXPIRED = 'lease expired';
@@ -235,10 +236,12 @@ export function giveUpReason(history: readonly Attempt[], attempts: number): str
 export type TokenDb = DocumentScope<Token>;
 
 export interface UpdateOptions {
-  /** The token as last read or written, to try without a GET first */
+  /** The token as last read or written, to try without a GET first (not on a cluster: see copies) */
   known?: Token;
   /** Give up after this many 409s in a row */
   tries?: number;
+  /** On a CouchDB cluster: read every copy and write on the owner's branch (branches.ts) */
+  copies?: Copies | null;
 }
 
 /**
@@ -247,10 +250,11 @@ export interface UpdateOptions {
  * Network failures propagate, so that the caller can journal the write and retry later.
  */
 export async function updateToken(db: TokenDb, id: string, change: (t: Token) => Token | null, opts: UpdateOptions = {}): Promise<Token | null> {
-  let current = opts.known ?? null;
+  const { copies } = opts;
+  let current = copies ? null : (opts.known ?? null);
   const tries = opts.tries ?? 20;
   for (let attempt = 0; ; attempt++) {
-    if (!current) current = (await db.get(id)) as Token;
+    if (!current) current = copies ? await readOwned(db, id, copies) : ((await db.get(id)) as Token);
     const next = change(current);
     if (!next) return null;
     try {
@@ -275,22 +279,21 @@ export async function writeClaim(db: TokenDb, claimed: Token): Promise<Token | n
 }
 
 /**
- * Fencing against a CouchDB cluster accepting two claims (both 201/202, one kept as a conflict):
- * reads the token with its conflicts; the claim in the revision CouchDB picked as winner goes on,
- * a losing claimant deletes its own revision and backs off. True when our claim stands.
+ * Fencing against a CouchDB cluster accepting two claims (both 201/202, a stored conflict): after the
+ * settle time, reads all copies (a read at r = n also copies what a lagging copy missed, so a claim
+ * written later on the same base is refused everywhere) and applies tokenpool's ownership rule
+ * (branches.ts). The owner drops the losing claims; a loser drops its own branch and backs off.
+ * True when our claim stands.
  */
-export async function fence(db: TokenDb, claimed: Token): Promise<boolean> {
+export async function fence(db: TokenDb, claimed: Token, copies: Copies): Promise<boolean> {
+  await new Promise((resolve) => setTimeout(resolve, copies.settleMs));
   const claimId = claimed.lease!.claim_id;
-  const current = (await db.get(claimed._id, { conflicts: true })) as Token & { _conflicts?: string[] };
-  if (holds(current, claimId)) return true;
-  if (current._conflicts?.includes(claimed._rev!)) {
-    try {
-      await db.destroy(claimed._id, claimed._rev!);
-    } catch (err) {
-      // Someone removed it already; anything else is worth surfacing.
-      if (httpStatus(err) !== 404 && httpStatus(err) !== 409) throw err;
-    }
+  const { token, losers } = await resolveToken(db, claimed._id, copies);
+  if (holds(token, claimId)) {
+    await dropLosingClaims(db, losers);
+    return true;
   }
+  for (const mine of losers.filter((l) => branchClaim(l) === claimId)) await dropBranch(db, mine);
   return false;
 }
 

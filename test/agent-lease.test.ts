@@ -6,6 +6,7 @@ import { addTokens, freshPool, unguardedPool, type TestPool } from './helpers/ag
 import { runCli } from './helpers/cli.js';
 import { claim, expire, fence, finish, heartbeat, release, updateToken, writeClaim, giveUpReason, type Claimant, type Outcome } from '../server/lease.js';
 import { newToken, type Token } from '../server/token.js';
+import { rightful } from '../server/branches.js';
 
 const who = (n: number): Claimant => ({ owner: `host${n}:1:aa`, hostname: `host${n}`, batch: { slurm_job_id: `7_${n}`, dirac_job_id: null, wms_job_id: null, pbs_job_id: null } });
 const failed = (end: number): Outcome => ({ result: 'retry', exitCode: 1, reason: 'exit code 1', end, phases: { running: 1 } });
@@ -112,7 +113,7 @@ test('updateToken re-reads on 409 and re-applies; refuses when the claim is gone
   assert.equal(await updateToken(tp.pool.db, mine._id, (x) => heartbeat(x, 'mine', 300, 1002)), null);
 });
 
-test('fencing: of two claims stored as a conflict, the winning revision goes on and the loser deletes its own', async () => {
+test('fencing: of two claims stored as a conflict, the smaller claim id goes on (whatever CouchDB shows) and the loser deletes its own', async () => {
   const tp = await unguardedPool(server);
   const [t] = await addTokens(tp.pool, [{ obsid: 'L2', step: 'cal', subbands: [3] }]);
   const read = (await tp.pool.db.get(t!._id)) as Token;
@@ -125,13 +126,54 @@ test('fencing: of two claims stored as a conflict, the winning revision goes on 
   await tp.pool.db.bulk({ docs, new_edits: false } as never);
   const withConflicts = (await tp.pool.db.get(t!._id, { conflicts: true })) as Token & { _conflicts?: string[] };
   assert.equal(withConflicts._conflicts?.length, 1, 'the conflict is stored');
-  const winner = withConflicts.lease!.claim_id === 'first' ? first : { ...sibling, _rev: siblingRev };
-  const loser = winner === first ? { ...sibling, _rev: siblingRev } : first;
-  assert.equal(await fence(tp.pool.db, loser as Token), false);
-  assert.equal(await fence(tp.pool.db, winner as Token), true);
+  assert.equal(withConflicts.lease!.claim_id, 'second', "CouchDB's winner: the higher revision hash");
+  const copies = { n: 1, settleMs: 0 };
+  assert.equal(await fence(tp.pool.db, { ...sibling, _rev: siblingRev }, copies), false);
+  assert.equal(await fence(tp.pool.db, first, copies), true);
   const after = (await tp.pool.db.get(t!._id, { conflicts: true })) as Token & { _conflicts?: string[] };
   assert.equal(after._conflicts, undefined, 'the losing revision is gone');
-  assert.equal(after.lease!.claim_id, winner.lease!.claim_id);
+  assert.equal(after.lease!.claim_id, 'first');
+});
+
+test('ownership of a conflicted token: a final outcome beats a claim, a claim beats a released branch, then the smaller claim id', () => {
+  const base = newToken({ obsid: 'L2', step: 'cal', subbands: [4] });
+  const a = claim(base, who(1), 300, 1000, 'b-claim');
+  const b = claim(base, who(2), 300, 1000, 'a-claim');
+  const doneA = finish(a, 'b-claim', { result: 'done', exitCode: 0, reason: 'done', end: 1001, phases: {} }, 1001)!;
+  const releasedB = release(b, 'a-claim', 1001, {}, 1001)!;
+  assert.equal(rightful([a, b]).lease!.claim_id, 'a-claim');
+  assert.equal(rightful([b, a]).lease!.claim_id, 'a-claim', 'the order the copies answer in does not matter');
+  assert.equal(rightful([b, doneA]), doneA);
+  assert.equal(rightful([releasedB, a]), a);
+  assert.equal(rightful([releasedB, base]), releasedB, "between branches nobody holds, CouchDB's winner");
+});
+
+test('tokens conflicts lists a token stored with two completed branches; tokens scrub keeps one and records the other in its history', async () => {
+  const tp = await unguardedPool(server);
+  const [t] = await addTokens(tp.pool, [{ obsid: 'L2', step: 'cal', subbands: [5] }]);
+  const read = (await tp.pool.db.get(t!._id)) as Token;
+  const done = (x: Token, id: string) => finish(claim(x, who(1), 300, 1000, id), id, { result: 'done', exitCode: 0, reason: 'done', end: 1001, phases: {} }, 1001)!;
+  // Two agents' completions on sibling branches, as a cluster can store them.
+  const [gen, hash] = read._rev!.split('-');
+  const sibling = (id: string, h: string) => ({ ...done(read, id), _rev: `${Number(gen) + 1}-${h}`, _revisions: { start: Number(gen) + 1, ids: [h, hash!] } });
+  await tp.pool.db.bulk({ docs: [sibling('claim-b', 'b'.repeat(32)), sibling('claim-a', 'a'.repeat(32))], new_edits: false } as never);
+  const auth = ['--db', tp.dbUrl, '--credentials', tp.credentials];
+
+  const listed = await runCli(['tokens', 'conflicts', '--json', ...auth]);
+  assert.equal(listed.code, 0, listed.stderr);
+  const report = JSON.parse(listed.stdout) as { conflicts: { id: string; owner: { claim: string }; losers: { claim: string }[]; action: string }[] };
+  assert.deepEqual(report.conflicts.map((c) => [c.id, c.owner.claim, c.losers.map((l) => l.claim), c.action]), [[t!._id, 'claim-a', ['claim-b'], 'would resolve']]);
+  assert.equal(((await tp.pool.db.get(t!._id, { conflicts: true })) as { _conflicts?: string[] })._conflicts?.length, 1, '--resolve not given: nothing changed');
+
+  const scrub = await runCli(['tokens', 'scrub', ...auth]);
+  assert.equal(scrub.code, 0, scrub.stderr);
+  assert.match(scrub.stdout, /resolved 1 stored conflicts/);
+  const after = (await tp.pool.db.get(t!._id, { conflicts: true })) as Token & { _conflicts?: string[] };
+  assert.equal(after._conflicts, undefined, 'no conflict left');
+  assert.equal(after.status, 'done');
+  assert.deepEqual(after.history.map((a) => [a.claim_id, a.reason]), [['claim-a', 'done'], ['claim-b', 'done (superseded: cluster conflict)']]);
+  const again = JSON.parse((await runCli(['tokens', 'conflicts', '--json', ...auth])).stdout) as { conflicts: unknown[] };
+  assert.deepEqual(again.conflicts, []);
 });
 
 test('tokens scrub: expired leases go back to todo with the attempt in history; --dry-run changes nothing', async () => {

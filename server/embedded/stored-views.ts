@@ -616,7 +616,8 @@ export class StoredViews {
     const ddoc = await this.designDoc(db, ddocName, identity, generation);
     if (!ddoc) return null;
     const def = ddoc.views?.[view];
-    if (!def || typeof def.map !== 'string') return null;
+    // The stored index sees documents as `_changes` gives them, without `_conflicts`: such a view is the engine's.
+    if (!def || typeof def.map !== 'string' || def.map.includes('_conflicts')) return null;
     if ((ddoc.language ?? 'javascript') !== 'javascript' || ddoc.options !== undefined) return null;
     const reduceSource = typeof def.reduce === 'string' ? def.reduce.trim() : undefined;
     const reduce: ReduceKind = def.reduce === undefined ? null : reduceSource === '_count' || reduceSource === '_sum' ? reduceSource : 'other';

@@ -36,4 +36,10 @@ export const agentViews: Record<string, ViewDef> = {
   }
 }`,
   },
+  // Tokens with a stored conflict (two branches a CouchDB cluster accepted): tokens conflicts, tokens scrub.
+  conflicts: {
+    map: `function (doc) {
+  if (doc.type === 'token' && doc._conflicts) emit(doc._conflicts.length, null);
+}`,
+  },
 };

@@ -11,9 +11,10 @@ import { deleteCommand } from './delete.js';
 import { attachCommand } from './attach.js';
 import { scrubCommand } from './scrub.js';
 import { adoptCommand } from './adopt.js';
+import { conflictsCommand } from './conflicts.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const tokenSubcommands: CommandModule<any, any>[] = [addCommand, listCommand, showCommand, resetCommand, deleteCommand, attachCommand, scrubCommand, adoptCommand];
+export const tokenSubcommands: CommandModule<any, any>[] = [addCommand, listCommand, showCommand, resetCommand, deleteCommand, attachCommand, scrubCommand, conflictsCommand, adoptCommand];
 
 export const tokensCommand: CommandModule = {
   command: 'tokens <command>',

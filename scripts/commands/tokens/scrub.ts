@@ -1,10 +1,12 @@
-/** `tokenpool tokens scrub`: end the leases that ran out (crashed or cut-off agents), on demand. */
+/** `tokenpool tokens scrub`: end the leases that ran out (crashed or cut-off agents) and resolve stored conflicts, on demand. */
 import type { Argv, CommandModule } from 'yargs';
 import { poolFromArgs, withPoolOptions, type PoolArgs } from '../../pool-options.js';
 import { printJson, printLine, table } from '../../output.js';
 import { sweepExpiredLeases } from '../../../server/lease.js';
 import { withDb } from '../../../server/db-errors.js';
 import { nowSeconds } from '../../../server/token.js';
+import { resolveConflicts } from '../../../server/tokens/conflicts.js';
+import { conflictTable } from './conflicts.js';
 
 interface ScrubArgs extends PoolArgs {
   'dry-run': boolean;
@@ -13,7 +15,7 @@ interface ScrubArgs extends PoolArgs {
 
 export const scrubCommand: CommandModule<object, ScrubArgs> = {
   command: 'scrub',
-  describe: 'Give back tokens whose lease expired: todo (one more attempt counted) or error after max_attempts',
+  describe: 'Give back tokens whose lease expired (todo, one more attempt counted, or error after max_attempts) and resolve stored conflicts (tokens conflicts)',
   builder: (y: Argv) =>
     withPoolOptions(y)
       .option('dry-run', { type: 'boolean', default: false, describe: 'Report the expired leases, change nothing' })
@@ -22,12 +24,17 @@ export const scrubCommand: CommandModule<object, ScrubArgs> = {
     const pool = poolFromArgs(args);
     const now = nowSeconds();
     const report = await withDb(pool, 'scrub expired leases', () => sweepExpiredLeases(pool.db, now, { dryRun: args['dry-run'] }), { role: 'tokenpool_agent' });
-    if (args.json) return printJson({ dry_run: args['dry-run'], ...report });
+    const conflicts = await withDb(pool, 'resolve stored conflicts', () => resolveConflicts(pool, { dryRun: args['dry-run'] }), { role: 'tokenpool_agent' });
+    if (args.json) return printJson({ dry_run: args['dry-run'], ...report, conflicts });
     const verb = args['dry-run'] ? 'would scrub' : 'scrubbed';
     printLine(`${verb} ${report.expired.length} expired leases${report.skipped ? ` (${report.skipped} changed meanwhile, left alone)` : ''}`);
     if (report.expired.length) {
       const rows = report.expired.map((e) => [e.id, e.attempt, e.owner, new Date(e.expired * 1000).toISOString(), e.to]);
       printLine(table([['token', 'attempt', 'owner', 'lease expired', args['dry-run'] ? 'would go to' : 'now'], ...rows]));
+    }
+    if (conflicts.length) {
+      printLine(`${args['dry-run'] ? 'would resolve' : 'resolved'} ${conflicts.length} stored conflicts`);
+      printLine(conflictTable(conflicts));
     }
   },
 };

@@ -108,6 +108,8 @@ async function installDesignDoc(pool: Pool, desired: DesignDoc): Promise<DesignA
           if (desired[field] === undefined) delete doc[field];
           else doc[field] = desired[field];
         }
+        // Views added by hand or by picasclient's add_view() stay; tokenpool's own are (re)written.
+        if (desired.views) doc.views = { ...((existing?.views as object | undefined) ?? {}), ...desired.views };
         try {
           await pool.db.insert(doc as never);
           return existing ? 'updated' : 'created';
@@ -130,7 +132,11 @@ async function getOrNull(pool: Pool, id: string): Promise<Record<string, unknown
 }
 
 export function sameDefinitions(existing: Record<string, unknown>, desired: DesignDoc): boolean {
-  return MANAGED_FIELDS.every((f) => stableJson(existing[f]) === stableJson(desired[f]));
+  return MANAGED_FIELDS.every((f) => {
+    if (f !== 'views' || !desired.views) return stableJson(existing[f]) === stableJson(desired[f]);
+    const views = (existing.views ?? {}) as Record<string, unknown>;
+    return Object.entries(desired.views).every(([name, view]) => stableJson(views[name]) === stableJson(view));
+  });
 }
 
 /** JSON with sorted object keys, so that key order in a stored document does not count as a change. */

@@ -171,13 +171,21 @@ export function countsOf(s: Submission, slurm: SlurmView | null): PilotCounts {
 
 async function markFinished(pool: Pool, s: Submission): Promise<void> {
   const finishedAt = nowSeconds();
-  try {
-    const res = await pool.db.insert({ ...s, finished_at: finishedAt } as never);
-    s._rev = res.rev;
-    s.finished_at = finishedAt;
-  } catch (err) {
-    // Another reader marked it first (409), or this account may only read (403): both are fine.
-    const status = httpStatus(err);
-    if (status !== 409 && status !== 403) throw err;
+  let current = s;
+  for (let tries = 0; tries < 5; tries++) {
+    try {
+      const res = await pool.db.insert({ ...current, finished_at: finishedAt } as never);
+      s._rev = res.rev;
+      s.finished_at = finishedAt;
+      return;
+    } catch (err) {
+      // This account may only read (403): fine. A 409: another reader marked it first, or the record came
+      // from a view that lags behind the document (a CouchDB cluster's views read one copy): read it again.
+      const status = httpStatus(err);
+      if (status === 403) return;
+      if (status !== 409) throw err;
+      current = (await pool.db.get(s._id)) as unknown as Submission;
+      if (current.finished_at !== null) return;
+    }
   }
 }

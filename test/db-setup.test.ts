@@ -112,8 +112,10 @@ test('db init rewrites only a design document whose definition changed, and keep
   const dbUrl = server.newDbUrl('init');
   const pool = server.adminPool(dbUrl);
   await initDatabase(pool);
-  const monitor = await pool.db.get('_design/Monitor');
-  await pool.db.insert({ ...monitor, views: { todo: { map: 'function (doc) { emit(doc._id, 1); }' } } } as never);
+  const monitor = (await pool.db.get('_design/Monitor')) as unknown as { views: Record<string, unknown> };
+  // One of ours changed by hand, and one of the user's own added (as picasclient's add_view() does).
+  const mine = { map: "function (doc) { if (doc.type === 'token' && doc.lock > 0) emit(doc._id, doc.hostname); }" };
+  await pool.db.insert({ ...monitor, views: { ...monitor.views, todo: { map: 'function (doc) { emit(doc._id, 1); }' }, by_host: mine } } as never);
   await pool.server.request({ db: pool.dbName, path: '_security', method: 'PUT', body: { admins: { names: ['alice'], roles: ['tokenpool_manager'] }, members: { names: [], roles: ['tokenpool_viewer'] } } });
   const revs = await designRevs(pool);
   const report = await initDatabase(pool);
@@ -123,6 +125,10 @@ test('db init rewrites only a design document whose definition changed, and keep
   );
   const after = await designRevs(pool);
   assert.notEqual(after['_design/Monitor'], revs['_design/Monitor']);
+  const views = ((await pool.db.get('_design/Monitor')) as unknown as { views: Record<string, { map: string }> }).views;
+  assert.deepEqual(views.by_host, mine, "the user's own view is kept");
+  assert.match(views.todo!.map, /doc.lock == 0 && doc.done == 0/, 'ours is written back');
+  assert.equal((await initDatabase(pool)).designDocs[0]!.action, 'unchanged', 'an extra view is no reason to rewrite');
   assert.equal(after['_design/tokenpool'], revs['_design/tokenpool']);
   const security = (await pool.db.get('_security')) as unknown as { admins: { names: string[] }; members: { roles: string[] } };
   assert.deepEqual(security.admins.names, ['alice']);

@@ -1,7 +1,7 @@
 /** The flags of `tokenpool agent`, shared with the self-contained pilot bundle. */
 import { SETTLE_MS } from '../server/branches.js';
 import type { Argv } from 'yargs';
-import { withPoolOptions, type PoolArgs } from '../scripts/pool-options.js';
+import { withPoolOptions, type PoolArgs } from '../server/pool-options.js';
 import { workerNodeOptions, type WorkerNodeArgs } from './node/index.js';
 import { InputError } from '../server/errors.js';
 

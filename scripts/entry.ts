@@ -2,7 +2,7 @@
 import type { Argv } from 'yargs';
 import { reportFailure } from './output.js';
 
-/** Settings read straight from the environment elsewhere (pool-options.ts, log.ts, output.ts). */
+/** Settings read straight from the environment elsewhere (server/pool-options.ts, log.ts, output.ts). */
 const ENV_ONLY = ['user', 'password', 'log-json', 'debug'];
 
 /**

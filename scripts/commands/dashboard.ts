@@ -1,6 +1,6 @@
 /** `tokenpool dashboard`: the web dashboard for a pool on a remote CouchDB, read with a viewer account. */
 import type { Argv, CommandModule } from 'yargs';
-import { poolFromArgs, withPoolOptions, type PoolArgs } from '../pool-options.js';
+import { poolFromArgs, withPoolOptions, type PoolArgs } from '../../server/pool-options.js';
 import { printJson, printLine } from '../output.js';
 import { InputError } from '../../server/errors.js';
 import { startRemoteDashboard } from '../../server/dashboard/index.js';

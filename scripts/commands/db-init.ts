@@ -1,6 +1,6 @@
 /** `tokenpool db init`: create the pool database, install its design documents, set its roles. */
 import type { Argv, CommandModule } from 'yargs';
-import { poolFromArgs, withPoolOptions, type PoolArgs } from '../pool-options.js';
+import { poolFromArgs, withPoolOptions, type PoolArgs } from '../../server/pool-options.js';
 import { printJson, printLine, table } from '../output.js';
 import { initDatabase } from '../../server/setup.js';
 

@@ -1,7 +1,7 @@
 /** `tokenpool db user add|list`: accounts with a tokenpool role; passwords go to files, never to the terminal. */
 import fs from 'node:fs';
 import type { Argv, CommandModule } from 'yargs';
-import { poolFromArgs, withPoolOptions, type PoolArgs } from '../pool-options.js';
+import { poolFromArgs, withPoolOptions, type PoolArgs } from '../../server/pool-options.js';
 import { printJson, printLine, table } from '../output.js';
 import { InputError } from '../../server/errors.js';
 import { ROLES, type RoleName } from '../../server/security.js';

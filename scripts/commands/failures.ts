@@ -1,6 +1,6 @@
 /** `tokenpool failures`: failed tokens grouped by reason, with a representative log tail and the reset command. */
 import type { Argv, CommandModule } from 'yargs';
-import { poolFromArgs, withPoolOptions, type PoolArgs } from '../pool-options.js';
+import { poolFromArgs, withPoolOptions, type PoolArgs } from '../../server/pool-options.js';
 import { printJson, printLine } from '../output.js';
 import { readerFromPool } from '../../server/status/reader.js';
 import { checkFilter } from '../../server/status/filter.js';

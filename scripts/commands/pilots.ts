@@ -1,6 +1,6 @@
 /** `tokenpool pilots`: the pool's submission records with how many pilots are queued, running, finished. */
 import type { Argv, CommandModule } from 'yargs';
-import { poolFromArgs, withPoolOptions, type PoolArgs } from '../pool-options.js';
+import { poolFromArgs, withPoolOptions, type PoolArgs } from '../../server/pool-options.js';
 import { printJson, printLine, table } from '../output.js';
 import { activeSubmissionStates, listSubmissions, type PilotCounts } from '../../server/submissions.js';
 

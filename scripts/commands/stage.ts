@@ -6,7 +6,7 @@ import { parseDuration } from '../../agent/node/units.js';
 import { LtaStager, ltaCredentials } from '../../agent/tape/lta-stager.js';
 import { gfalBackend, ltaBackend, stageRound, type GroupReport, type StagingBackend } from '../../agent/tape/stager.js';
 import { printJson, printLine, table } from '../output.js';
-import { poolFromArgs, withPoolOptions, type PoolArgs } from '../pool-options.js';
+import { poolFromArgs, withPoolOptions, type PoolArgs } from '../../server/pool-options.js';
 
 interface StageArgs extends PoolArgs {
   json: boolean;

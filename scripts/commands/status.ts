@@ -1,6 +1,6 @@
 /** `tokenpool status`: progress per observation × step, rates, ETA, failures; --watch follows the changes feed. */
 import type { Argv, CommandModule } from 'yargs';
-import { poolFromArgs, withPoolOptions, type PoolArgs } from '../pool-options.js';
+import { poolFromArgs, withPoolOptions, type PoolArgs } from '../../server/pool-options.js';
 import { printJson, printLine, table } from '../output.js';
 import { readerFromPool, type PoolReader } from '../../server/status/reader.js';
 import { checkFilter } from '../../server/status/filter.js';

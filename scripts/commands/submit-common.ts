@@ -2,7 +2,7 @@
 import type { Argv } from 'yargs';
 import { openPool, readCredentialsFile, type Pool } from '../../server/client.js';
 import { InputError } from '../../server/errors.js';
-import { withPoolOptions, type PoolArgs } from '../pool-options.js';
+import { withPoolOptions, type PoolArgs } from '../../server/pool-options.js';
 import { DEFAULT_BUNDLE } from './submit-template.js';
 import { checkPassThroughArgs, checkPilotCredentials, type PilotCredentials } from './submit-credentials.js';
 

@@ -1,6 +1,6 @@
 /** `tokenpool tokens add`: tokens from an LTA SURL list, a JSON/YAML spec, or NDJSON; judged whole, then written. */
 import type { Argv, CommandModule } from 'yargs';
-import { poolFromArgs, withPoolOptions, type PoolArgs } from '../../pool-options.js';
+import { poolFromArgs, withPoolOptions, type PoolArgs } from '../../../server/pool-options.js';
 import { printJson, printLine } from '../../output.js';
 import { InputError } from '../../../server/errors.js';
 import { redactText } from '../../../server/redact.js';

@@ -1,6 +1,6 @@
 /** `tokenpool tokens adopt`: upgrade PiCaS-format tokens (picasclient, GRID_LRT) in place to tokenpool tokens. */
 import type { Argv, CommandModule } from 'yargs';
-import { poolFromArgs, withPoolOptions, type PoolArgs } from '../../pool-options.js';
+import { poolFromArgs, withPoolOptions, type PoolArgs } from '../../../server/pool-options.js';
 import { printJson, printLine, table } from '../../output.js';
 import { adoptTokens, type AdoptReport } from '../../../server/tokens/adopt.js';
 import { InputError } from '../../../server/errors.js';

@@ -1,6 +1,6 @@
 /** `tokenpool tokens attach ID FILE`: store a parset (or another small file) with a token. */
 import type { Argv, CommandModule } from 'yargs';
-import { poolFromArgs, withPoolOptions, type PoolArgs } from '../../pool-options.js';
+import { poolFromArgs, withPoolOptions, type PoolArgs } from '../../../server/pool-options.js';
 import { printJson, printLine } from '../../output.js';
 import { attachFile } from '../../../server/tokens/attach.js';
 import { formatBytes } from './format.js';

@@ -1,6 +1,6 @@
 /** `tokenpool tokens conflicts`: tokens a CouchDB cluster stored with two branches, and their resolution. */
 import type { Argv, CommandModule } from 'yargs';
-import { poolFromArgs, withPoolOptions, type PoolArgs } from '../../pool-options.js';
+import { poolFromArgs, withPoolOptions, type PoolArgs } from '../../../server/pool-options.js';
 import { printJson, printLine, table } from '../../output.js';
 import { resolveConflicts, type ConflictEntry } from '../../../server/tokens/conflicts.js';
 import { withDb } from '../../../server/db-errors.js';

@@ -1,7 +1,7 @@
 /** `tokenpool tokens delete`: remove tokens (manager role); asks on a terminal, needs --yes otherwise. */
 import readline from 'node:readline/promises';
 import type { Argv, CommandModule } from 'yargs';
-import { poolFromArgs, withPoolOptions, type PoolArgs } from '../../pool-options.js';
+import { poolFromArgs, withPoolOptions, type PoolArgs } from '../../../server/pool-options.js';
 import { printJson, printLine } from '../../output.js';
 import { InputError } from '../../../server/errors.js';
 import { deleteTokens, selectForDelete } from '../../../server/tokens/delete.js';

@@ -1,6 +1,6 @@
 /** `tokenpool tokens list`: tokens matching a selection, newest state first per key range, bounded by --limit. */
 import type { Argv, CommandModule } from 'yargs';
-import { poolFromArgs, withPoolOptions, type PoolArgs } from '../../pool-options.js';
+import { poolFromArgs, withPoolOptions, type PoolArgs } from '../../../server/pool-options.js';
 import { printJson, printLine, table } from '../../output.js';
 import { InputError } from '../../../server/errors.js';
 import { scanTokens } from '../../../server/tokens/select.js';

@@ -1,6 +1,6 @@
 /** `tokenpool tokens reset`: put selected tokens back to todo (history kept; attempts only with --reset-attempts). */
 import type { Argv, CommandModule } from 'yargs';
-import { poolFromArgs, withPoolOptions, type PoolArgs } from '../../pool-options.js';
+import { poolFromArgs, withPoolOptions, type PoolArgs } from '../../../server/pool-options.js';
 import { printJson, printLine } from '../../output.js';
 import { resetTokens } from '../../../server/tokens/reset.js';
 import { selectionFromArgs, withSelectionOptions, type SelectionArgs } from './selection.js';

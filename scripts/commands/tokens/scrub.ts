@@ -1,6 +1,6 @@
 /** `tokenpool tokens scrub`: end the leases that ran out (crashed or cut-off agents) and resolve stored conflicts, on demand. */
 import type { Argv, CommandModule } from 'yargs';
-import { poolFromArgs, withPoolOptions, type PoolArgs } from '../../pool-options.js';
+import { poolFromArgs, withPoolOptions, type PoolArgs } from '../../../server/pool-options.js';
 import { printJson, printLine, table } from '../../output.js';
 import { sweepExpiredLeases } from '../../../server/lease.js';
 import { withDb } from '../../../server/db-errors.js';

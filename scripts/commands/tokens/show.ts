@@ -1,6 +1,6 @@
 /** `tokenpool tokens show ID`: one token's fields, inputs, attachments and attempt history. */
 import type { Argv, CommandModule } from 'yargs';
-import { poolFromArgs, withPoolOptions, type PoolArgs } from '../../pool-options.js';
+import { poolFromArgs, withPoolOptions, type PoolArgs } from '../../../server/pool-options.js';
 import { printJson, printLine, table } from '../../output.js';
 import { attachmentsOf, getToken } from '../../../server/tokens/show.js';
 import { formatBytes, formatSeconds, formatTime } from './format.js';

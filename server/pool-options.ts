@@ -1,6 +1,6 @@
 /** The flags every command that talks to a pool shares: --db, --credentials (settable as TOKENPOOL_*). */
 import type { Argv } from 'yargs';
-import { openPool, type Pool } from '../server/client.js';
+import { openPool, type Pool } from './client.js';
 
 export interface PoolArgs {
   db?: string;

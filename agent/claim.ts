@@ -163,18 +163,34 @@ export class Claimer {
     }
     // total_rows counts the whole view; a key range makes it an upper bound, so only the full view gets an offset.
     const skip = Object.keys(range).length === 0 && !source.view ? this.nextSkip() : 0;
-    let res = await db.view(design, view, { ...range, include_docs: true, limit, skip, reduce: false });
+    // The index as it is (Apache CouchDB brings it up to date after answering): every candidate is
+    // re-read and written with compare-and-swap anyway, and a query that waits for the index of a
+    // pool that changes with every claim waits for the map functions of every view in the design document.
+    let res = await db.view(design, view, { ...range, limit, skip, reduce: false, update: 'lazy' } as never);
+    // Nothing in the index as it was: ask the up-to-date index before saying there is no work.
+    if (res.rows.length === 0) res = await db.view(design, view, { ...range, limit, skip, reduce: false });
     if (typeof res.total_rows === 'number') this.claimableRows = res.total_rows;
     if (res.rows.length === 0 && skip > 0) {
       // Past the end: fewer rows than we guessed. Another offset within the rows there are, not the first row
       // (where every agent starting with this guess would meet).
       const again = this.nextSkip();
-      res = await db.view(design, view, { ...range, include_docs: true, limit, skip: again, reduce: false });
+      res = await db.view(design, view, { ...range, limit, skip: again, reduce: false });
       // Nothing there either (the view shrank meanwhile): the first rows, so that work is never missed.
-      if (res.rows.length === 0 && again > 0) res = await db.view(design, view, { ...range, include_docs: true, limit, reduce: false });
+      if (res.rows.length === 0 && again > 0) res = await db.view(design, view, { ...range, limit, reduce: false });
       if (typeof res.total_rows === 'number') this.claimableRows = res.total_rows;
     }
-    return res.rows.map((r) => r.doc as unknown as Doc).filter((d): d is Doc => !!d);
+    return this.documents(res.rows.map((r) => r.id));
+  }
+
+  /**
+   * The window's documents, read by id. Apache CouchDB reads the documents of skipped rows too when a
+   * view query has include_docs and skip (95 ms against 4 ms ids-only for a window at a random offset
+   * among 1,000 rows, bench:dispatch), so rows come without documents and the documents in one request.
+   */
+  private async documents(ids: string[]): Promise<Doc[]> {
+    if (ids.length === 0) return [];
+    const res = await this.opts.db.fetch({ keys: ids });
+    return res.rows.flatMap((r) => ('doc' in r && r.doc ? [r.doc as unknown as Doc] : []));
   }
 
   private async queryExpired(now: number): Promise<Doc[]> {

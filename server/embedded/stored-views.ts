@@ -59,7 +59,9 @@ const MAX_INDEXES = 64;
 const MAX_MEMO = 256;
 /** Per index, the documents kept for include_docs (JSON characters); beyond, they are read per answer. */
 const MAX_DOC_BYTES = 64 * 1024 * 1024;
-const ANSWERED_PARAMS = new Set(['reduce', 'include_docs', 'group', 'group_level', 'key', 'startkey', 'start_key', 'endkey', 'end_key', 'inclusive_end', 'descending', 'limit', 'skip']);
+const ANSWERED_PARAMS = new Set(['reduce', 'include_docs', 'group', 'group_level', 'key', 'startkey', 'start_key', 'endkey', 'end_key', 'inclusive_end', 'descending', 'limit', 'skip', 'update']);
+/** CouchDB's `update` (true, false, lazy): how stale an answer may be. The stored index is never stale, so any is met. */
+const UPDATE_VALUES = new Set(['true', 'false', 'lazy']);
 
 /**
  * The query, when every parameter is one this index answers exactly as the engine would; else null.
@@ -92,6 +94,7 @@ export function parseViewQuery(search: URLSearchParams): ViewQuery | null {
       return null;
     }
   };
+  if ('update' in one && !UPDATE_VALUES.has(one.update!)) return null;
   const reduce = 'reduce' in one ? bool('reduce', true) : undefined;
   const includeDocs = bool('include_docs', false);
   const group = bool('group', false);

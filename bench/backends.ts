@@ -132,9 +132,9 @@ export async function onEachBackend<T>(backends: readonly Backend[], fn: (b: Bac
   return out;
 }
 
-/** The backend whose figures decide the targets: the real single node, else the explicit server, else the embedded one. */
+/** The backend whose figures decide the targets: the real single node, else the explicit server, the embedded one, the cluster. */
 export function judgedOn<T extends { backend: BackendInfo }>(sections: readonly T[]): T | null {
-  for (const kind of ['couchdb', 'url', 'embedded'] as const) {
+  for (const kind of ['couchdb', 'url', 'embedded', 'cluster'] as const) {
     const s = sections.find((x) => x.backend.kind === kind);
     if (s) return s;
   }

@@ -30,13 +30,13 @@ export const SETTLE_MS = 300;
 
 function rank(t: Token): number {
   if (t.status === 'done' || (t.status === 'error' && t.lease === null && t.done > 0)) return 0;
-  if (t.lease !== null && ACTIVE_STATUSES.includes(t.status)) return 1;
+  if (t.lease && ACTIVE_STATUSES.includes(t.status)) return 1;
   return 2;
 }
 
-/** The claim a branch stands for: its lease, or the attempt it closed. */
+/** The claim a branch stands for: its lease, or the attempt it closed ('' for PiCaS-format tokens, which have neither). */
 export function branchClaim(t: Token): string {
-  return t.lease?.claim_id ?? t.history[t.history.length - 1]?.claim_id ?? '';
+  return t.lease?.claim_id ?? t.history?.at(-1)?.claim_id ?? '';
 }
 
 /** The owner among live leaves (the first is CouchDB's winner), by the rule above. */

@@ -43,6 +43,8 @@ export async function poolCopies(pool: Pool): Promise<Copies> {
 
 /** The attempts a losing branch made that the owner does not know of, as the owner will record them. */
 function supersededAttempts(owner: Token, loser: Token, now: number): Attempt[] {
+  // PiCaS-format tokens have no history to merge: their losing branches just end.
+  if (!owner.history || !loser.history) return [];
   const known = new Set(owner.history.map((a) => a.claim_id));
   const closed = loser.history.filter((a) => !known.has(a.claim_id));
   const live: Attempt[] =

@@ -6,7 +6,8 @@ import { addTokens, freshPool, unguardedPool, type TestPool } from './helpers/ag
 import { runCli } from './helpers/cli.js';
 import { claim, expire, fence, finish, heartbeat, release, updateToken, writeClaim, giveUpReason, type Claimant, type Outcome } from '../server/lease.js';
 import { newToken, type Token } from '../server/token.js';
-import { rightful } from '../server/branches.js';
+import { liveLeaves, rightful } from '../server/branches.js';
+import { poolCopies } from '../server/tokens/conflicts.js';
 
 const who = (n: number): Claimant => ({ owner: `host${n}:1:aa`, hostname: `host${n}`, batch: { slurm_job_id: `7_${n}`, dirac_job_id: null, wms_job_id: null, pbs_job_id: null } });
 const failed = (end: number): Outcome => ({ result: 'retry', exitCode: 1, reason: 'exit code 1', end, phases: { running: 1 } });
@@ -124,15 +125,15 @@ test('fencing: of two claims stored as a conflict, the smaller claim id goes on 
   const siblingRev = `${Number(gen) + 1}-${'f'.repeat(32)}`;
   const docs = [{ ...sibling, _rev: siblingRev, _revisions: { start: Number(gen) + 1, ids: ['f'.repeat(32), hash!] } } as unknown as Token];
   await tp.pool.db.bulk({ docs, new_edits: false } as never);
-  const withConflicts = (await tp.pool.db.get(t!._id, { conflicts: true })) as Token & { _conflicts?: string[] };
-  assert.equal(withConflicts._conflicts?.length, 1, 'the conflict is stored');
-  assert.equal(withConflicts.lease!.claim_id, 'second', "CouchDB's winner: the higher revision hash");
-  const copies = { n: 1, settleMs: 0 };
+  // Read from every copy (on a cluster a plain read shows one copy's conflicts).
+  const copies = await poolCopies(tp.pool);
+  const leaves = await liveLeaves(tp.pool.db, t!._id, copies);
+  assert.equal(leaves.length, 2, 'the conflict is stored');
+  assert.equal(leaves[0]!.lease!.claim_id, 'second', "CouchDB's winner: the higher revision hash");
   assert.equal(await fence(tp.pool.db, { ...sibling, _rev: siblingRev }, copies), false);
   assert.equal(await fence(tp.pool.db, first, copies), true);
-  const after = (await tp.pool.db.get(t!._id, { conflicts: true })) as Token & { _conflicts?: string[] };
-  assert.equal(after._conflicts, undefined, 'the losing revision is gone');
-  assert.equal(after.lease!.claim_id, 'first');
+  const after = await liveLeaves(tp.pool.db, t!._id, copies);
+  assert.deepEqual(after.map((l) => l.lease!.claim_id), ['first'], 'the losing revision is gone');
 });
 
 test('ownership of a conflicted token: a final outcome beats a claim, a claim beats a released branch, then the smaller claim id', () => {
@@ -157,19 +158,23 @@ test('tokens conflicts lists a token stored with two completed branches; tokens 
   const [gen, hash] = read._rev!.split('-');
   const sibling = (id: string, h: string) => ({ ...done(read, id), _rev: `${Number(gen) + 1}-${h}`, _revisions: { start: Number(gen) + 1, ids: [h, hash!] } });
   await tp.pool.db.bulk({ docs: [sibling('claim-b', 'b'.repeat(32)), sibling('claim-a', 'a'.repeat(32))], new_edits: false } as never);
+  // A read of every copy also brings a lagging copy up to date, so that the view sees the conflict wherever it reads.
+  const copies = await poolCopies(tp.pool);
+  assert.equal((await liveLeaves(tp.pool.db, t!._id, copies)).length, 2);
   const auth = ['--db', tp.dbUrl, '--credentials', tp.credentials];
 
   const listed = await runCli(['tokens', 'conflicts', '--json', ...auth]);
   assert.equal(listed.code, 0, listed.stderr);
   const report = JSON.parse(listed.stdout) as { conflicts: { id: string; owner: { claim: string }; losers: { claim: string }[]; action: string }[] };
   assert.deepEqual(report.conflicts.map((c) => [c.id, c.owner.claim, c.losers.map((l) => l.claim), c.action]), [[t!._id, 'claim-a', ['claim-b'], 'would resolve']]);
-  assert.equal(((await tp.pool.db.get(t!._id, { conflicts: true })) as { _conflicts?: string[] })._conflicts?.length, 1, '--resolve not given: nothing changed');
+  assert.equal((await liveLeaves(tp.pool.db, t!._id, copies)).length, 2, '--resolve not given: nothing changed');
 
   const scrub = await runCli(['tokens', 'scrub', ...auth]);
   assert.equal(scrub.code, 0, scrub.stderr);
   assert.match(scrub.stdout, /resolved 1 stored conflicts/);
-  const after = (await tp.pool.db.get(t!._id, { conflicts: true })) as Token & { _conflicts?: string[] };
-  assert.equal(after._conflicts, undefined, 'no conflict left');
+  const left = await liveLeaves(tp.pool.db, t!._id, copies);
+  assert.equal(left.length, 1, 'no conflict left');
+  const after = left[0]!;
   assert.equal(after.status, 'done');
   assert.deepEqual(after.history.map((a) => [a.claim_id, a.reason]), [['claim-a', 'done'], ['claim-b', 'done (superseded: cluster conflict)']]);
   const again = JSON.parse((await runCli(['tokens', 'conflicts', '--json', ...auth])).stdout) as { conflicts: unknown[] };

@@ -158,7 +158,7 @@ async function startCouchDb(kind: 'couchdb' | 'cluster'): Promise<TestServer> {
       return `${nodes[0]}/${name}`;
     },
     onNode: (dbUrl, i) => onNode(nodes, dbUrl, i),
-    adminPool: (dbUrl) => openPool({ db: dbUrl, user: admin.name, password: admin.password }),
+    adminPool: (dbUrl) => allCopies(openPool({ db: dbUrl, user: admin.name, password: admin.password }), nodes.length),
     adminCredentialsFile: () => credentialsFile,
     stopNode: (i = 0) => couchDbNode(kind, i, 'stop'),
     startNode: (i = 0) => couchDbNode(kind, i, 'start'),
@@ -168,6 +168,23 @@ async function startCouchDb(kind: 'couchdb' | 'cluster'): Promise<TestServer> {
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * The test's own reads and writes on a cluster wait for every copy (r = w = n): a test checks what the
+ * product did, and must neither see an old copy nor leave a write on one copy only (a 202) that the
+ * product then races with. The product's own requests keep CouchDB's defaults.
+ */
+function allCopies(pool: Pool, n: number): Pool {
+  if (n === 1) return pool;
+  type Call = (first: unknown, params?: object | string) => unknown;
+  const db = pool.db as unknown as Record<'get' | 'insert' | 'bulk', Call>;
+  const [get, insert, bulk] = [db.get.bind(pool.db), db.insert.bind(pool.db), db.bulk.bind(pool.db)];
+  const named = (params: object | string | undefined) => (typeof params === 'string' ? { docName: params } : (params ?? {}));
+  db.get = (id, params) => get(id, { r: n, ...named(params) });
+  db.insert = (doc, params) => insert(doc, { w: n, ...named(params) });
+  db.bulk = (docs, params) => bulk(docs, { w: n, ...named(params) });
+  return pool;
 }
 
 /** Where the CouchDB test kit's scripts are (COUCHDB_TEST_KIT), for outage tests; null when not given. */

@@ -52,7 +52,13 @@ function runNodeTest(backend: BackendKind, files: string[]): Promise<number> {
   });
 }
 
-const backends = available();
+let backends: BackendKind[];
+try {
+  backends = available();
+} catch (err) {
+  console.error(`error: ${(err as Error).message}`);
+  process.exit(2);
+}
 const missing = BACKENDS.filter((b) => !backends.includes(b));
 if (missing.length && !process.env.TEST_BACKENDS) {
   console.log(`# not tested on: ${missing.join(', ')} (set COUCHDB_URL / COUCHDB_CLUSTER_URLS: see docs/server.md, "Running the test matrix")`);

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import type { Logger } from '../server/log.js';
 import { NODE_PROBLEM, enterPhase, finish, heartbeat, updateToken, type Outcome, type TokenDb } from '../server/lease.js';
-import { branchClaim, dropBranch, resolveToken, type Copies } from '../server/branches.js';
+import { branchClaim, dropBranch, resolveToken, superseded, type Copies } from '../server/branches.js';
 import { EXIT, nowSeconds, type Token } from '../server/token.js';
 import { NodeFault, PhaseError, type PhaseContext, type WorkerNode } from './phases.js';
 import { makeScratch, stepEnv, tail, writeTokenFiles, type ScratchDirs } from './files.js';
@@ -312,7 +312,7 @@ export async function recordOutcome(db: TokenDb, id: string, claimId: string, ou
   const { token: owner } = await resolveToken(db, id, copies);
   if (owner._rev === written._rev || branchClaim(owner) === claimId) return written;
   const ours = written.history[written.history.length - 1]!;
-  await updateToken(db, id, (t) => (branchClaim(t) === claimId || t.history.some((a) => a.claim_id === claimId) ? null : { ...t, history: [...t.history, { ...ours, reason: `${ours.reason} (superseded: cluster conflict)` }] }), { copies });
+  await updateToken(db, id, (t) => (branchClaim(t) === claimId || t.history.some((a) => a.claim_id === claimId) ? null : { ...t, history: [...t.history, superseded(ours)] }), { copies });
   await dropBranch(db, written);
   return null;
 }

@@ -13,7 +13,7 @@
  */
 import type { DocumentScope } from 'nano';
 import { httpStatus } from './db-errors.js';
-import { ACTIVE_STATUSES, type Token } from './token.js';
+import { ACTIVE_STATUSES, type Attempt, type Token } from './token.js';
 
 type TokenDb = DocumentScope<Token>;
 
@@ -37,6 +37,13 @@ function rank(t: Token): number {
 /** The claim a branch stands for: its lease, or the attempt it closed ('' for PiCaS-format tokens, which have neither). */
 export function branchClaim(t: Token): string {
   return t.lease?.claim_id ?? t.history?.at(-1)?.claim_id ?? '';
+}
+
+const SUPERSEDED = '(superseded: cluster conflict)';
+
+/** An attempt of a losing branch as the owner's history records it. */
+export function superseded(a: Attempt): Attempt {
+  return a.reason.endsWith(SUPERSEDED) ? a : { ...a, reason: `${a.reason} ${SUPERSEDED}` };
 }
 
 /** The owner among live leaves (the first is CouchDB's winner), by the rule above. */

@@ -7,7 +7,7 @@
 import type { Pool } from '../client.js';
 import { TOKENPOOL_DDOC } from '../design.js';
 import { httpStatus } from '../db-errors.js';
-import { branchClaim, dropBranch, resolveToken, type Copies } from '../branches.js';
+import { branchClaim, dropBranch, resolveToken, superseded, type Copies } from '../branches.js';
 import { nowSeconds, type Attempt, type Token } from '../token.js';
 
 export interface Branch {
@@ -24,8 +24,6 @@ export interface ConflictEntry {
   recorded: number;
   action: 'resolved' | 'would resolve' | 'changed meanwhile';
 }
-
-const SUPERSEDED = 'superseded: cluster conflict';
 
 const branch = (t: Token): Branch => ({ rev: t._rev!, status: t.status, claim: branchClaim(t) });
 
@@ -51,7 +49,7 @@ function supersededAttempts(owner: Token, loser: Token, now: number): Attempt[] 
     loser.lease && !known.has(loser.lease.claim_id)
       ? [{ attempt: loser.attempts, claim_id: loser.lease.claim_id, owner: loser.lease.owner, hostname: loser.hostname, batch_job_id: null, start: loser.lock, end: now, exit_code: null, reason: 'claimed' }]
       : [];
-  return [...closed, ...live].map((a) => ({ ...a, reason: a.reason.endsWith(`(${SUPERSEDED})`) ? a.reason : `${a.reason} (${SUPERSEDED})` }));
+  return [...closed, ...live].map(superseded);
 }
 
 /** Resolves one token's conflict; re-decides from fresh copies when someone wrote meanwhile. */

@@ -8,7 +8,7 @@
  */
 import type { Logger } from '../server/log.js';
 import { claim, claimability, expire, fence, writeClaim, type Claimant, type TokenDb } from '../server/lease.js';
-import { describeProblems, EXIT, nowSeconds, validateToken, type Token } from '../server/token.js';
+import { describeProblems, EXIT, isPicasToken, nowSeconds, validateToken, type Token } from '../server/token.js';
 import { TOKENPOOL_DDOC } from '../server/design.js';
 import { httpStatus } from '../server/db-errors.js';
 import type { Copies } from '../server/branches.js';
@@ -52,6 +52,8 @@ export interface ClaimStats {
   expiredTaken: number;
   fencesLost: number;
   malformed: number;
+  /** PiCaS-format tokens met (e.g. with --view Monitor/todo): left alone, `tokens adopt` converts them */
+  picas: number;
 }
 
 type Doc = Record<string, unknown> & { _id: string };
@@ -60,10 +62,10 @@ type Doc = Record<string, unknown> & { _id: string };
 const MAX_ROUNDS = 50;
 
 export class Claimer {
-  readonly stats: ClaimStats = { claims: 0, conflicts: 0, queries: 0, expiredTaken: 0, fencesLost: 0, malformed: 0 };
+  readonly stats: ClaimStats = { claims: 0, conflicts: 0, queries: 0, expiredTaken: 0, fencesLost: 0, malformed: 0, picas: 0 };
   private candidates: Doc[] = [];
   private fetchedAt = 0;
-  /** Malformed tokens we could not mark as error: not tried again by this agent. */
+  /** Malformed tokens we could not mark as error, and PiCaS-format tokens: not tried again by this agent. */
   private readonly refused = new Set<string>();
   private readonly window: number;
   private readonly spread: number;
@@ -205,6 +207,17 @@ export class Claimer {
   private async tryCandidate(doc: Doc, accept: (t: Token) => boolean): Promise<Claimed | null> {
     const { db, who, leaseSeconds, log } = this.opts;
     if (this.refused.has(doc._id)) return null;
+    if (isPicasToken(doc)) {
+      // Not malformed: PiCaS's, and a stock PiCaS worker may take it. Said once, not per token.
+      this.refused.add(doc._id);
+      if (this.stats.picas++ === 0) {
+        log?.warn(
+          { token: doc._id },
+          'PiCaS-format token (no tokenpool fields) left alone; tokenpool agents run tokenpool tokens: convert PiCaS tokens with `tokenpool tokens adopt`, then run the agent without --view',
+        );
+      }
+      return null;
+    }
     const checked = validateToken(doc);
     if (!checked.ok) {
       await this.markMalformed(doc, describeProblems(checked.problems));

@@ -40,12 +40,14 @@ export function stepEnv(token: Token, dirs: ScratchDirs, base: NodeJS.ProcessEnv
   return {
     ...env,
     TOKEN_ID: token._id,
-    OBSID: token.obsid,
+    OBSID: token.obsid ?? '',
     STEP: token.step,
     SUBBAND: token.subbands.length ? String(token.subbands[0]) : '',
     SUBBANDS: token.subbands.join(','),
     ATTEMPT: String(token.attempts),
     TOKEN_FILE: dirs.tokenFile,
+    // PiCaS's input line of an adopted token: what picasclient's process_task.sh takes as $1.
+    TOKEN_INPUT: typeof token.input === 'string' ? token.input : '',
     INPUT_DIR: dirs.inputDir,
     OUTPUT_DIR: dirs.outputDir,
     SCRATCH_DIR: dirs.scratchDir,

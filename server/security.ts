@@ -99,8 +99,8 @@ export const validateDocUpdate = `function (newDoc, oldDoc, userCtx, secObj) {
     return true;
   }
   if (isPicas(d) && !(wasToken && !isPicas(oldDoc))) {
-    // PiCaS's rules: lock and done are 0, a Unix time, or -1 (picasclient's error mark).
-    var picasTime = function (v, field) { if (!isInt(v) || v < -1) fail(field, 'must be 0, a Unix time or -1 (PiCaS)'); };
+    // PiCaS's rules: lock and done are 0, a Unix time, or PiCaS's error mark (99, older tools -1).
+    var picasTime = function (v, field) { if (!isInt(v) || v < -1) fail(field, 'must be 0, a Unix time, 99 or -1 (PiCaS)'); };
     picasTime(d.lock, 'lock');
     picasTime(d.done, 'done');
     if (d.hostname !== undefined) str(d.hostname, 'hostname');
@@ -113,10 +113,18 @@ export const validateDocUpdate = `function (newDoc, oldDoc, userCtx, secObj) {
   }
   nat(d.lock, 'lock');
   nat(d.done, 'done');
+  // A token a tokenpool agent holds is not PiCaS's to take: a stock PiCaS worker that read Monitor/todo
+  // before the agent's claim would lock it again (picasclient does not re-check lock) and run it twice.
+  var HELD = ['locked', 'downloading', 'running', 'uploading'];
+  if (wasToken && oldDoc.lease && newDoc.lease && oldDoc.lease.claim_id === newDoc.lease.claim_id &&
+      HELD.indexOf(oldDoc.status) !== -1 && oldDoc.status === newDoc.status && newDoc.lock !== oldDoc.lock) {
+    fail('lock', 'cannot change: a tokenpool agent holds the token (lease ' + oldDoc.lease.claim_id + ' of ' + oldDoc.lease.owner + '); PiCaS workers take tokens from Monitor/todo');
+  }
   str(d.hostname, 'hostname');
   nat(d.scrub_count, 'scrub_count');
   intOrNull(d.exit_code, 'exit_code');
-  list(d.input, 'input', function (f, p) {
+  // A list of files; on a token adopted from PiCaS, PiCaS's input line.
+  if (!isStr(d.input)) list(d.input, 'input', function (f, p) {
     if (!isStr(f.url) || f.url.length === 0) fail(p + '.url', 'must be a non-empty string');
     if (f.adler32 !== undefined) adler32(f.adler32, p + '.adler32');
     if (f.size !== undefined) nat(f.size, p + '.size');
@@ -131,7 +139,7 @@ export const validateDocUpdate = `function (newDoc, oldDoc, userCtx, secObj) {
     str(e.message, p + '.message');
   });
   if (STATUSES.indexOf(d.status) === -1) fail('status', 'must be one of ' + STATUSES.join(', '));
-  if (!isStr(d.obsid) || !/^L\\d+$/.test(d.obsid)) fail('obsid', 'must look like L229507');
+  if (d.obsid !== null && (!isStr(d.obsid) || !/^L\\d+$/.test(d.obsid))) fail('obsid', 'must look like L229507, or be null (no LOFAR observation)');
   if (!isStr(d.step) || !/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(d.step)) fail('step', 'must be letters, digits, "_", "." or "-"');
   list(d.subbands, 'subbands');
   for (var s = 0; s < d.subbands.length; s++) nat(d.subbands[s], 'subbands.' + s);

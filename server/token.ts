@@ -80,13 +80,15 @@ export const TokenSchema = z
     hostname: z.string(),
     scrub_count: z.number().int().nonnegative(),
     exit_code: z.number().int().nullable(),
-    input: z.array(InputFileSchema),
+    /** files to stage in; or, on a token adopted from PiCaS, PiCaS's input line (the step gets it as $TOKEN_INPUT) */
+    input: z.union([z.array(InputFileSchema), z.string()]),
     output: z.array(OutputFileSchema),
     /** PiCaS-style error log: one entry per failure message */
     error: z.array(z.object({ time: unixTime, message: z.string() })),
     // tokenpool
     status: z.enum(TOKEN_STATUSES),
-    obsid: z.string().regex(/^L\d+$/, 'must look like L229507'),
+    /** null: not a LOFAR observation (a token adopted from PiCaS that names none) */
+    obsid: z.string().regex(/^L\d+$/, 'must look like L229507').nullable(),
     step: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'letters, digits, "_", "." or "-"'),
     subbands: z.array(z.number().int().nonnegative()),
     site: z.enum(LTA_SITES).nullable(),
@@ -126,10 +128,15 @@ export function isPicasToken(doc: unknown): boolean {
   return d.type === 'token' && TOKENPOOL_FIELDS.every((f) => d[f] === undefined);
 }
 
-/** PiCaS marks a failed task with lock = done = -1 (picasclient's Task.error). */
+/**
+ * PiCaS's marks of a failed task, set on lock and done alike: 99 (picasclient's Task.error since late
+ * 2024) and -1 (older picasclient and the GRID tools). Neither is a real Unix time.
+ */
+export const PICAS_ERROR_MARKS: readonly number[] = [99, -1];
+
 const picasTime = z.number().int().min(-1);
 
-/** What the pool checks on a PiCaS-format token: PiCaS's core fields sane, everything else free. */
+/** What the pool checks on a PiCaS-format token: PiCaS's core fields sane, everything else free (lock/done: 0, a Unix time, 99 or -1). */
 export const PicasTokenSchema = z
   .object({
     _id: z.string().min(1).regex(/^[^_]/, 'must not start with "_"'),
@@ -242,6 +249,11 @@ export function picasState(t: Pick<Token, 'lock' | 'done' | 'exit_code'>): 'todo
   if (t.lock === 0 && t.done === 0) return 'todo';
   if (t.done === 0) return 'locked';
   return t.exit_code === 0 ? 'done' : 'error';
+}
+
+/** The files a token stages in: none when its input is a PiCaS input line. */
+export function inputFilesOf(t: { input?: Token['input'] }): InputFile[] {
+  return Array.isArray(t.input) ? t.input : [];
 }
 
 /**

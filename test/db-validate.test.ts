@@ -35,7 +35,8 @@ const broken: [string, (t: Record<string, unknown>) => void][] = [
   ['scrub_count', (t) => (t.scrub_count = null)],
   ['exit_code', (t) => (t.exit_code = '0')],
   ['exit_code', (t) => delete t.exit_code],
-  ['input', (t) => (t.input = 'srm://x')],
+  // A string is PiCaS's input line (adopted tokens); an object is no input.
+  ['input', (t) => (t.input = { url: 'srm://x' })],
   ['input.0.url', (t) => (t.input = [{ url: '' }])],
   ['input.0.adler32', (t) => (t.input = [{ url: 'u', adler32: 'XYZ' }])],
   ['output.0.size', (t) => (t.output = [{ url: 'u', adler32: '00000000' }])],

@@ -13,7 +13,7 @@ import { startTestServer, type TestServer } from './helpers/server.js';
 import { runCli } from './helpers/cli.js';
 import type { Pool } from '../server/client.js';
 import { initDatabase } from '../server/setup.js';
-import { validateToken, type Token } from '../server/token.js';
+import { inputFilesOf, validateToken, type Token } from '../server/token.js';
 
 const FIXTURES = fileURLToPath(new URL('../../test/fixtures/', import.meta.url));
 const surls = (name: string) => path.join(FIXTURES, 'surls', name);
@@ -74,7 +74,7 @@ test('SURL lists from SARA, Jülich and Poznań: added twice, each token is crea
     assert.ok(mine.every((t) => t.site === site && t.step === 'cal1' && t.status === 'todo' && t.input.length === 1));
   }
   const sb100 = all.find((t) => t._id === 'L229507_cal1_SB100')!;
-  assert.match(sb100.input[0]!.url, /^srm:\/\/srm\.grid\.sara\.nl:8443\/.*L229507_SB100_uv\.dppp\.MS_[0-9a-f]{8}\.tar$/);
+  assert.match(inputFilesOf(sb100)[0]!.url, /^srm:\/\/srm\.grid\.sara\.nl:8443\/.*L229507_SB100_uv\.dppp\.MS_[0-9a-f]{8}\.tar$/);
   assert.equal(sb100.project, 'lc2_038');
 });
 
@@ -172,5 +172,5 @@ test('--skip-invalid adds the valid lines and reports the others; --allow-mixed 
   assert.equal(local.code, 0, local.stderr);
   const demo = (await pool.db.get('L700001_demo_SB000')) as Token;
   assert.equal(demo.site, null);
-  assert.match(demo.input[0]!.url, /^file:\/\/\/srv\/lta\/L700001\//);
+  assert.match(inputFilesOf(demo)[0]!.url, /^file:\/\/\/srv\/lta\/L700001\//);
 });

@@ -10,13 +10,15 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import * as tar from 'tar';
-import { startTestServer, type TestServer } from './helpers/server.js';
-import { freshPool, killAgent, startAgent, tempDir, type AgentProcess, type TestPool } from './helpers/agent.js';
+import { BACKEND, startTestServer, type TestServer } from './helpers/server.js';
+import { addTokens, freshPool, killAgent, startAgent, tempDir, type AgentProcess, type TestPool } from './helpers/agent.js';
+import { picasAccount, runPicas } from './helpers/picas.js';
 import { addPilotAccount, type PilotAccount } from './helpers/pilot.js';
 import { runCli } from './helpers/cli.js';
 import { openPool, type Pool } from '../server/client.js';
 import { MONITOR_DDOC } from '../server/design.js';
-import { isPicasToken, newToken, nowSeconds, PicasTokenSchema, validateToken, type Token } from '../server/token.js';
+import { inputFilesOf, isPicasToken, newToken, nowSeconds, PicasTokenSchema, validateToken, type NewToken, type Token } from '../server/token.js';
+import { EFFECTIVE_STATUS_JS, effectiveStatus, failureReason, lastChange } from '../server/effective-status.js';
 import { validateDocUpdate } from '../server/security.js';
 
 let server: TestServer;
@@ -113,7 +115,7 @@ test('PiCaS-format tokens from picasclient and GRID_LRT are accepted and counted
 
   const refused = async (d: Doc, re: RegExp) =>
     assert.rejects(asAgent.db.insert(d as never), (e: { statusCode: number; reason: string }) => e.statusCode === 403 && re.test(e.reason), JSON.stringify(d));
-  await refused(picasclientToken(10, 'x', { lock: 'abc' }), /^invalid token token_10: lock must be 0, a Unix time or -1/);
+  await refused(picasclientToken(10, 'x', { lock: 'abc' }), /^invalid token token_10: lock must be 0, a Unix time, 99 or -1/);
   await refused(picasclientToken(11, 'x', { done: 1.5 }), /^invalid token token_11: done /);
   await refused(picasclientToken(12, 'x', { scrub_count: -1 }), /^invalid token token_12: scrub_count /);
   await refused(picasclientToken(13, 'x', { exit_code: 'failed' }), /^invalid token token_13: exit_code /);
@@ -135,9 +137,10 @@ test('tokens adopt: a token lacking what adopt needs stops the run naming token 
   const before = await revs(tp.pool);
   const r = await runCli(['tokens', 'adopt', '--db', tp.dbUrl, '--credentials', agent.file]);
   assert.equal(r.code, 2, r.stderr);
-  assert.match(r.stderr, /token_0: obsid missing: the token has no OBSID field/);
+  assert.match(r.stderr, /token_0: step missing: the token has no PIPELINE_STEP field/);
+  assert.doesNotMatch(r.stderr, /obsid missing/, 'a token naming no observation needs none invented');
   assert.match(r.stderr, /nothing was changed/);
-  assert.match(r.stderr, /--obsid/);
+  assert.match(r.stderr, /--step/);
   assert.doesNotMatch(r.stderr, /t_pref_cal1_L229507_SB000:/, 'the GRID_LRT token has what it needs');
   assert.deepEqual(await revs(tp.pool), before);
 
@@ -158,11 +161,12 @@ test('tokens adopt converts PiCaS tokens in place (PiCaS fields kept), then a re
       "import { execSync } from 'node:child_process';",
       'const t = JSON.parse(fs.readFileSync(process.env.TOKEN_FILE, "utf8"));',
       'console.log(`${process.env.TOKEN_ID} ${process.env.OBSID} ${process.env.STEP} inputs: ${fs.readdirSync(process.env.INPUT_DIR).sort().join(",")}`);',
-      'if (typeof t.picas?.input === "string") execSync(t.picas.input, { stdio: "inherit", shell: "/bin/sh" });',
+      'if (process.env.TOKEN_INPUT) execSync(process.env.TOKEN_INPUT, { stdio: "inherit", shell: "/bin/sh" });',
+      'if (process.env.TOKEN_INPUT !== (typeof t.input === "string" ? t.input : "")) process.exit(9);',
     ].join('\n'),
   );
   const command = `"${process.execPath}" "${step}"`;
-  const base = ['tokens', 'adopt', '--db', tp.dbUrl, '--credentials', agent.file, '--obsid', 'L100', '--step', 'picas', '--command', command, '--json'];
+  const base = ['tokens', 'adopt', '--db', tp.dbUrl, '--credentials', agent.file, '--step', 'picas', '--command', command, '--json'];
   const before = await revs(tp.pool);
 
   const dry = await runCli([...base, '--dry-run']);
@@ -191,11 +195,11 @@ test('tokens adopt converts PiCaS tokens in place (PiCaS fields kept), then a re
   }
   const t0 = await get('token_0');
   assert.equal(t0.status, 'todo');
-  assert.equal(t0.obsid, 'L100');
+  assert.equal(t0.obsid, null, 'no observation invented');
   assert.equal(t0.step, 'picas');
   assert.equal(t0.command, command);
-  assert.deepEqual(t0.input, []);
-  assert.deepEqual(t0.picas, { input: "echo 'this is token A'", output: {} }, 'the PiCaS values adopt replaced are kept');
+  assert.equal(t0.input, "echo 'this is token A'", 'the input line stays where PiCaS scripts read it');
+  assert.deepEqual(t0.picas, { output: {} }, 'the PiCaS values adopt replaced are kept');
   assert.deepEqual(t0.uploads, {}, 'PiCaS fields kept');
 
   const grid = await get('t_pref_cal1_L229507_SB000');
@@ -203,7 +207,7 @@ test('tokens adopt converts PiCaS tokens in place (PiCaS fields kept), then a re
   assert.equal(grid.step, 'pref_cal1');
   assert.deepEqual(grid.subbands, [0, 1]);
   assert.equal(grid.input.length, 2);
-  assert.match(grid.input[0]!.url, /^file:.*L229507_SB000_uv\.MS_0a1b2c3d\.tar$/);
+  assert.match(inputFilesOf(grid)[0]!.url, /^file:.*L229507_SB000_uv\.MS_0a1b2c3d\.tar$/);
   assert.equal(grid.status, 'todo');
   assert.equal(grid.OBSID, 'L229507');
   assert.equal(grid.STARTSB, '000');
@@ -230,7 +234,7 @@ test('tokens adopt converts PiCaS tokens in place (PiCaS fields kept), then a re
   assert.deepEqual(await overview(tp.pool), { todo: 3, locked: 1, done: 1, error: 2 }, 'PiCaS views read adopted tokens alike');
   const status = await runCli(['status', '--db', tp.dbUrl, '--credentials', agent.file]);
   assert.equal(status.code, 0, status.stderr);
-  assert.match(status.stdout, /L100 +picas/);
+  assert.match(status.stdout, /^ *- +picas /m);
   assert.match(status.stdout, /1 PiCaS-format token not adopted .*tokenpool tokens adopt/);
   assert.doesNotMatch(status.stdout, /null/);
 
@@ -301,5 +305,199 @@ test('the validate function and PicasTokenSchema agree on PiCaS-format tokens', 
     assert.ok(!parsed.success, `${field}: PicasTokenSchema refuses it`);
     assert.equal(parsed.error.issues[0]!.path.join('.'), field);
     assert.ok(verdict(d)?.startsWith(`invalid token token_9: ${field} `), `${field}: ${verdict(d)}`);
+  }
+});
+
+test('effective status: the views and the commands apply the same rule to PiCaS workers\' tokens', () => {
+  // The views' ES5 copy of the rule, run as CouchDB would run it.
+  // eslint-disable-next-line @typescript-eslint/no-implied-eval
+  const js = new Function(`${EFFECTIVE_STATUS_JS}; return { effectiveStatus: effectiveStatus, failureReason: failureReason, lastChange: lastChange };`)() as {
+    effectiveStatus: (d: unknown) => string;
+    failureReason: (d: unknown) => string;
+    lastChange: (d: unknown) => number;
+  };
+  const ours = (fields: Record<string, unknown>) => ({ ...newToken({ obsid: 'L1', step: 's', subbands: [1] }, 1000), ...fields });
+  const cases: [Record<string, unknown>, string][] = [
+    [ours({}), 'todo'],
+    [ours({ status: 'staging' }), 'staging'],
+    [ours({ lock: 2000, hostname: 'wn1' }), 'locked'],
+    [ours({ lock: 2000, done: 2100, exit_code: 0 }), 'done'],
+    [ours({ lock: 2000, done: 2100, exit_code: 3 }), 'error'],
+    [ours({ lock: 99, done: 99 }), 'error'],
+    [ours({ status: 'running', lock: 2000, lease: { owner: 'a', claim_id: 'c', expires: 3000, heartbeat: 2000 } }), 'running'],
+    [ours({ status: 'error', lock: 2000, done: 2100, exit_code: 0, reason: 'uploadFailed' }), 'error'],
+    [picasclientToken(1, 'x'), 'todo'],
+    [picasclientToken(1, 'x', { lock: 2000 }), 'locked'],
+    [picasclientToken(1, 'x', { lock: 2000, done: 2100, exit_code: 0 }), 'done'],
+    [picasclientToken(1, 'x', { lock: 2000, done: 2100, exit_code: '1' }), 'error'],
+    [picasclientToken(1, 'x', { lock: 99, done: 99, exit_code: 0 }), 'error'],
+    [picasclientToken(1, 'x', { lock: -1, done: -1 }), 'error'],
+    [picasclientToken(1, 'x', { lock: 2000, done: 2100, exit_code: '', status: 'done' }), 'done'],
+  ];
+  for (const [doc, want] of cases) {
+    assert.equal(effectiveStatus(doc), want, JSON.stringify(doc));
+    assert.equal(js.effectiveStatus(doc), want, `view: ${JSON.stringify(doc)}`);
+    assert.equal(js.failureReason(doc), failureReason(doc));
+    assert.equal(js.lastChange(doc), lastChange(doc));
+  }
+  assert.equal(lastChange(ours({ lock: 2000, done: 2100, exit_code: 0 })), 2100, 'a PiCaS worker\'s end counts as the last change');
+});
+
+/** tokenpool-made tokens whose command records each run in `runs`. */
+function runTracked(runs: string, obsid: string, n: number, opts: { fail?: (i: number) => boolean; status?: (i: number) => 'todo' | 'staging' | 'waiting' } = {}): NewToken[] {
+  return Array.from({ length: n }, (_, i) => {
+    const id = `${obsid}_cal1_SB${String(i).padStart(3, '0')}`;
+    const fail = opts.fail?.(i) ?? false;
+    return {
+      obsid,
+      step: 'cal1',
+      subbands: [i],
+      command: `echo ${id} >> ${runs}; echo running ${id}; ${fail ? 'echo broken >&2; exit 4' : 'true'}`,
+      status: opts.status?.(i) ?? 'todo',
+      ...(fail ? { max_attempts: 1 } : {}),
+    };
+  });
+}
+
+async function statusJson(tp: TestPool, credentials: string) {
+  const r = await runCli(['status', '--json', '--db', tp.dbUrl, '--credentials', credentials]);
+  assert.equal(r.code, 0, r.stderr);
+  return JSON.parse(r.stdout) as { totals: { counts: Record<string, number> }; picasCounts: Record<string, number>; picasTokens: number };
+}
+
+async function failuresJson(tp: TestPool, credentials: string) {
+  const r = await runCli(['failures', '--json', '--db', tp.dbUrl, '--credentials', credentials]);
+  assert.equal(r.code, 0, r.stderr);
+  return JSON.parse(r.stdout) as { groups: { obsid: string; step: string; reason: string; exitCode: number | null; count: number; examples: string[]; log: { name: string; lines: string[] } | null }[] };
+}
+
+test('stock picasclient workers on tokenpool tokens: never take staging/waiting ones; their work and failures (exit code, 99) show in status, failures, tokens show and list', async () => {
+  const tp = await freshPool(server);
+  const agent = await addPilotAccount(tp, dir, 'agent');
+  const work = tempDir('picas-a');
+  const runs = path.join(work, 'runs.log');
+  const specs = runTracked(runs, 'L300', 8, { fail: (i) => i === 2, status: (i) => (i === 6 ? 'staging' : i === 7 ? 'waiting' : 'todo') });
+  // No command at all: picasclient's process_task raises, and RunActor marks the task lock = done = 99.
+  specs.push({ obsid: 'L300', step: 'cal1', subbands: [8] });
+  await addTokens(tp.pool, specs);
+
+  const todo = await tp.pool.db.view(MONITOR_DDOC, 'todo', {});
+  assert.deepEqual(todo.rows.map((r) => r.id).sort(), ['L300_cal1_SB000', 'L300_cal1_SB001', 'L300_cal1_SB002', 'L300_cal1_SB003', 'L300_cal1_SB004', 'L300_cal1_SB005', 'L300_cal1_SB008']);
+
+  const w = await runPicas(work, 'worker', picasAccount(tp.dbUrl, agent.name, agent.password));
+  assert.equal(w.code, 0, w.stderr.slice(-3000));
+  assert.match(w.stdout, /processed 7/);
+  assert.deepEqual(fs.readFileSync(runs, 'utf8').trim().split('\n').sort(), ['L300_cal1_SB000', 'L300_cal1_SB001', 'L300_cal1_SB002', 'L300_cal1_SB003', 'L300_cal1_SB004', 'L300_cal1_SB005']);
+  for (const id of ['L300_cal1_SB006', 'L300_cal1_SB007']) {
+    const t = (await tp.pool.db.get(id)) as Token;
+    assert.equal(t.lock, 0, `${id} (${t.status}) was not taken by the PiCaS worker`);
+  }
+  const failed99 = (await tp.pool.db.get('L300_cal1_SB008')) as Token;
+  assert.equal(failed99.lock, 99, 'picasclient marks a failed task with 99');
+
+  const s = await statusJson(tp, agent.file);
+  assert.deepEqual(s.totals.counts, { done: 5, error: 2, staging: 1, waiting: 1 });
+  assert.deepEqual(await overview(tp.pool), { done: 5, error: 2 }, 'the Monitor views agree');
+  const text = await runCli(['status', '--db', tp.dbUrl, '--credentials', agent.file]);
+  assert.match(text.stdout, /L300 +cal1 .* 5\/9 /);
+
+  const f = await failuresJson(tp, agent.file);
+  const byExit = Object.fromEntries(f.groups.map((g) => [String(g.exitCode), g]));
+  assert.equal(byExit['4']!.reason, 'failed in a PiCaS worker');
+  assert.deepEqual(byExit['4']!.examples, ['L300_cal1_SB002']);
+  assert.equal(byExit['4']!.log?.name, 'logs_L300_cal1_SB002.err', 'the PiCaS worker\'s log');
+  assert.deepEqual(byExit['4']!.log?.lines, ['broken']);
+  assert.deepEqual(byExit['null']!.examples, ['L300_cal1_SB008']);
+
+  const show = await runCli(['tokens', 'show', 'L300_cal1_SB000', '--db', tp.dbUrl, '--credentials', agent.file]);
+  assert.equal(show.code, 0, show.stderr);
+  assert.match(show.stdout, /status +done \(set by a PiCaS worker; status field: todo\)/);
+  assert.match(show.stdout, /logs_L300_cal1_SB000\.out/);
+  const list = await runCli(['tokens', 'list', '--status', 'error', '--json', '--db', tp.dbUrl, '--credentials', agent.file]);
+  assert.deepEqual((JSON.parse(list.stdout) as Token[]).map((t) => t._id).sort(), ['L300_cal1_SB002', 'L300_cal1_SB008']);
+
+  // tokens reset takes them back from PiCaS's state, for either kind of worker.
+  const reset = await runCli(['tokens', 'reset', '--status', 'error', '--obsid', 'L300', '--db', tp.dbUrl, '--credentials', agent.file]);
+  assert.equal(reset.code, 0, reset.stderr);
+  const again = (await tp.pool.db.get('L300_cal1_SB002')) as Token;
+  assert.deepEqual([again.status, again.lock, again.done, again.reason], ['todo', 0, 0, 'reset from error']);
+});
+
+test('an agent pointed at PiCaS tokens (--view Monitor/todo) leaves them alone and says once to adopt them; adopt reads 99 as the error mark', async () => {
+  const tp = await freshPool(server);
+  const agent = await addPilotAccount(tp, dir, 'agent');
+  const work = tempDir('picas-b');
+  const push = await runPicas(work, 'push', picasAccount(tp.dbUrl, agent.name, agent.password), ['0'], JSON.stringify(Array.from({ length: 12 }, (_, i) => `echo 'this is token ${i}'`)));
+  assert.equal(push.code, 0, push.stderr);
+  assert.deepEqual(JSON.parse(push.stdout), Array(12).fill(true));
+  const before = await revs(tp.pool);
+
+  const a = startAgent({ ...tp, credentials: agent.file }, ['--view', 'Monitor/todo', '--idle-exit', '2', '--poll', '1', '--workdir', path.join(work, 'agent')]);
+  agents.push(a);
+  assert.equal((await a.exited).code, 0, a.logs().slice(-3000));
+  const logs = a.logs();
+  assert.equal(logs.match(/PiCaS-format token/g)?.length, 1, logs.slice(-3000));
+  assert.match(logs, /tokenpool tokens adopt/);
+  assert.doesNotMatch(logs, /malformed token/);
+  assert.ok(logs.length < 8000, `no schema dump per token: ${logs.length} bytes of log`);
+  assert.deepEqual(await revs(tp.pool), before, 'the PiCaS tokens are untouched');
+
+  // picasclient's Task.error(): lock = done = 99. Adopted, that is an error at the error's time, not 1970.
+  const doc = (await tp.pool.db.get('token_3')) as unknown as Doc;
+  const t = nowSeconds() - 60;
+  await tp.pool.db.insert({ ...doc, lock: 99, done: 99, error: [{ time: t, message: 'Exception occurred during processing' }] } as never);
+  const r = await runCli(['tokens', 'adopt', '--step', 'echo', '--command', './process_task.sh "$TOKEN_INPUT" "$TOKEN_ID"', '--json', '--db', tp.dbUrl, '--credentials', agent.file]);
+  assert.equal(r.code, 0, r.stderr);
+  const adopted = (await tp.pool.db.get('token_3')) as Token;
+  assert.deepEqual([adopted.status, adopted.lock, adopted.done, adopted.obsid], ['error', t, t, null]);
+  assert.equal(((await tp.pool.db.get('token_4')) as Token).input, "echo 'this is token 4'");
+});
+
+test('a mixed fleet: 3 stock picasclient workers and 3 tokenpool agents on one pool of 120 tokens, each run once, status, failures and Monitor agree', async () => {
+  const tp = await freshPool(server);
+  const agent = await addPilotAccount(tp, dir, 'agent');
+  const work = tempDir('picas-mixed');
+  const runs = path.join(work, 'runs.log');
+  const account = picasAccount(tp.dbUrl, agent.name, agent.password);
+  // 80 made by tokenpool (every 10th fails), 40 by picasclient's own token script (every 8th fails).
+  await addTokens(tp.pool, runTracked(runs, 'L400', 80, { fail: (i) => i % 10 === 3 }));
+  const lines = Array.from({ length: 40 }, (_, i) => `echo token_${i} >> ${runs}; echo picas token ${i}; ${i % 8 === 5 ? 'echo broken >&2; exit 5' : 'true'}`);
+  const push = await runPicas(work, 'push', account, ['0'], JSON.stringify(lines));
+  assert.deepEqual(JSON.parse(push.stdout), Array(40).fill(true), push.stderr);
+
+  const started = [0, 1, 2].map((i) => startAgent({ ...tp, credentials: agent.file }, ['--idle-exit', '3', '--poll', '1', '--workdir', path.join(work, `agent${i}`)]));
+  agents.push(...started);
+  const workers = await Promise.all([0, 1, 2].map(() => runPicas(work, 'worker', account)));
+  const exits = await Promise.all(started.map((a) => a.exited));
+  for (const [i, e] of exits.entries()) assert.equal(e.code, 0, started[i]!.logs().slice(-3000));
+  // picasclient stops on a refused write: the guard refuses it the lock of a token an agent holds.
+  for (const w of workers) assert.ok(w.code === 0 || /a tokenpool agent holds the token/.test(w.stderr), w.stderr.slice(-3000));
+  const picasRan = workers.reduce((n, w) => n + Number(/processed (\d+)/.exec(w.stdout)?.[1] ?? 0), 0);
+  assert.ok(picasRan > 0, 'the PiCaS workers took part');
+
+  const ran = fs.readFileSync(runs, 'utf8').trim().split('\n');
+  const counts = new Map<string, number>();
+  for (const id of ran) counts.set(id, (counts.get(id) ?? 0) + 1);
+  assert.equal(counts.size, 120, 'every token ran');
+  // picasclient locks what it fetched without checking lock again, so two stock workers can run one
+  // PiCaS token twice (its README); and on a cluster nothing fences a PiCaS worker's claim against an
+  // agent's (docs/tokens.md, "Coming from PiCaS"). Where the pool can decide, each runs once.
+  const twice = [...counts].filter(([id, n]) => n !== 1 && id.startsWith('L400_'));
+  if (BACKEND !== 'cluster') assert.deepEqual(twice, [], 'tokenpool tokens ran once each');
+
+  const failedOurs = 8;
+  const failedPicas = 5;
+  const s = await statusJson(tp, agent.file);
+  assert.deepEqual(s.totals.counts, { done: 80 - failedOurs, error: failedOurs });
+  assert.deepEqual(s.picasCounts, { done: 40 - failedPicas, error: failedPicas });
+  assert.deepEqual(await overview(tp.pool), { done: 120 - failedOurs - failedPicas, error: failedOurs + failedPicas }, 'Monitor agrees');
+
+  const f = await failuresJson(tp, agent.file);
+  assert.equal(f.groups.reduce((n, g) => n + g.count, 0), failedOurs + failedPicas);
+  const picasGroup = f.groups.find((g) => g.exitCode === 5)!;
+  assert.deepEqual([picasGroup.obsid, picasGroup.step, picasGroup.count], ['-', '-', failedPicas]);
+  for (const g of f.groups) {
+    assert.ok(g.log, `${g.reason}: a log`);
+    assert.deepEqual(g.log.lines, ['broken'], `${g.reason}: ${g.log.name}`);
   }
 });

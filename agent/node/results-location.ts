@@ -20,7 +20,7 @@ export function expandTemplate(template: string, token: Token, resultsBase: stri
   const subband = sorted.length === 0 ? '' : sorted.length === 1 || sorted[0] === sorted.at(-1) ? pad(sorted[0]!) : `${pad(sorted[0]!)}-${pad(sorted.at(-1)!)}`;
   const values: Record<(typeof PLACEHOLDERS)[number], string> = {
     RESULTS: (resultsBase ?? '').replace(/\/+$/, ''),
-    OBSID: token.obsid,
+    OBSID: token.obsid ?? '',
     STEP: token.step,
     TOKEN_ID: token._id,
     SUBBAND: subband,

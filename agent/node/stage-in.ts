@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { redactUrl } from '../../server/redact.js';
-import { EXIT, type InputFile } from '../../server/token.js';
+import { EXIT, inputFilesOf, type InputFile } from '../../server/token.js';
 import { PhaseError, type PhaseContext } from '../phases.js';
 import { TransferError, type Transfers } from './transfer/index.js';
 
@@ -30,16 +30,17 @@ export async function stageIn(ctx: PhaseContext, opts: StageInOptions): Promise<
   // One failure stops the others: no point fetching the rest of a token that will not run.
   const stop = new AbortController();
   const signal = AbortSignal.any([ctx.signal, stop.signal]);
-  const names = localNames(ctx.token.input);
+  const files = inputFilesOf(ctx.token);
+  const names = localNames(files);
   let next = 0;
   const worker = async () => {
-    while (next < ctx.token.input.length) {
+    while (next < files.length) {
       const i = next++;
-      await fetchOne(ctx, ctx.token.input[i]!, path.join(downloadDir, names[i]!), opts.transfers, signal);
+      await fetchOne(ctx, files[i]!, path.join(downloadDir, names[i]!), opts.transfers, signal);
     }
   };
   try {
-    await Promise.all(Array.from({ length: Math.max(1, Math.min(opts.parallel, ctx.token.input.length)) }, worker));
+    await Promise.all(Array.from({ length: Math.max(1, Math.min(opts.parallel, files.length)) }, worker));
   } catch (err) {
     stop.abort();
     throw err;

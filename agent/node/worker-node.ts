@@ -4,7 +4,7 @@
  */
 import type { Logger } from '../../server/log.js';
 import { TokenpoolError } from '../../server/errors.js';
-import { EXIT, type OutputFile, type Token } from '../../server/token.js';
+import { EXIT, inputFilesOf, type OutputFile, type Token } from '../../server/token.js';
 import { NodeFault, PhaseError, type PhaseContext, type WorkerNode } from '../phases.js';
 import type { CachedImage } from './image-cache.js';
 import { locateImage, type Image } from './image.js';
@@ -87,7 +87,7 @@ export class GridWorkerNode implements WorkerNode {
 
   async stageIn(ctx: PhaseContext): Promise<void> {
     const t = ctx.token;
-    const urls = t.input.map((i) => i.url);
+    const urls = inputFilesOf(t).map((i) => i.url);
     const results = t.results ?? this.config.results;
     if (results) urls.push(results);
     if (this.config.requireProxy !== 'no' && needsProxy(urls)) this.checkProxyFor(t, ctx);

@@ -7,7 +7,7 @@
  */
 import type { Pool } from '../../server/client.js';
 import type { Logger } from '../../server/log.js';
-import { EXIT, nowSeconds, type Token } from '../../server/token.js';
+import { EXIT, inputFilesOf, nowSeconds, type Token } from '../../server/token.js';
 import { bringOnline } from './gfal-bringonline.js';
 import { LTA_FINISHED, type LtaStager } from './lta-stager.js';
 
@@ -86,7 +86,7 @@ export interface StageOptions {
 }
 
 export interface GroupReport {
-  obsid: string;
+  obsid: string | null;
   site: string | null;
   requestId: number | null;
   status: string;
@@ -138,7 +138,7 @@ export async function stageRound(opts: StageOptions): Promise<GroupReport[]> {
       waiting: 0,
     };
     for (const t of group) {
-      const inputs = t.input.map((i) => i.url);
+      const inputs = inputFilesOf(t).map((i) => i.url);
       const failed = inputs.filter((u) => poll.failed.has(u));
       const offline = inputs.filter((u) => !poll.online.has(u));
       if (offline.length === 0) {
@@ -180,7 +180,7 @@ function stagingRecord(t: Token): StagingRecord | null {
 }
 
 function uniqueInputs(tokens: Token[]): string[] {
-  return [...new Set(tokens.flatMap((t) => t.input.map((i) => i.url)))];
+  return [...new Set(tokens.flatMap((t) => inputFilesOf(t).map((i) => i.url)))];
 }
 
 /**

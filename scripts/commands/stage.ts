@@ -87,7 +87,7 @@ function printReports(reports: GroupReport[]): void {
   printLine(
     table([
       ['OBSID', 'SITE', 'REQUEST', 'STATUS', 'ONLINE', 'PERCENT', 'TO TODO', 'NOT STAGED', 'WAITING'],
-      ...reports.map((r) => [r.obsid, r.site ?? '-', r.requestId ?? '-', r.status, `${r.online}/${r.files}`, `${r.percent} %`, r.movedToTodo, r.notStaged, r.waiting]),
+      ...reports.map((r) => [r.obsid ?? '-', r.site ?? '-', r.requestId ?? '-', r.status, `${r.online}/${r.files}`, `${r.percent} %`, r.movedToTodo, r.notStaged, r.waiting]),
     ]),
   );
 }

@@ -1,6 +1,6 @@
 /** Failure groups with the log tail of one representative token and the command that resets them. */
 import type { PoolReader } from './reader.js';
-import type { StatusFilter } from './filter.js';
+import { NO_OBSID, type StatusFilter } from './filter.js';
 import { failureGroups } from './failures.js';
 import { logAttachments, logTail } from './tokens.js';
 import { docPath } from './reader.js';
@@ -30,7 +30,9 @@ export async function failureReport(
     groups.map(async (g) => ({
       ...g,
       ...(await representative(reader, g.examples[0], opts.logLines ?? 10)),
-      reset: `tokenpool tokens reset --status error --obsid ${g.obsid} --step ${g.step}${opts.poolFlags ? ` ${opts.poolFlags}` : ''}`,
+      reset: g.picas
+        ? `PiCaS-format tokens: reset them with your PiCaS scripts, or adopt them (tokenpool tokens adopt${opts.poolFlags ? ` ${opts.poolFlags}` : ''}) and use tokens reset`
+        : `tokenpool tokens reset --status error ${g.obsid === NO_OBSID ? '' : `--obsid ${g.obsid} `}--step ${g.step}${opts.poolFlags ? ` ${opts.poolFlags}` : ''}`,
     })),
   );
   return { groups: withLogs, omitted };

@@ -3,10 +3,11 @@
  * with a few example ids (a key-range query with reduce=false&limit, never a scan of the tokens).
  */
 import { DESIGN, type PoolReader } from './reader.js';
-import { isTokenpoolKey, keyRange, matches, type StatusFilter } from './filter.js';
+import { keyRange, matches, NO_OBSID, obsidLabel, type StatusFilter } from './filter.js';
 import type { FailureGroup } from './types.js';
 
-type FailureKey = [string, string, string, number | null];
+/** obsid null: no LOFAR observation; step null too: a PiCaS-format token (not adopted) */
+type FailureKey = [string | null, string | null, string, number | null];
 
 export interface FailureGroups {
   groups: FailureGroup[];
@@ -24,7 +25,7 @@ export async function failureGroups(
 ): Promise<FailureGroups> {
   const rows = await reader.view<FailureKey, number>(DESIGN, 'failures', { group_level: 4, ...keyRange(filter) });
   const all = rows
-    .filter((r) => isTokenpoolKey(r.key) && matches(filter, r.key[0], r.key[1]))
+    .filter((r) => (r.key[1] === null ? !filter.obsid && !filter.step : matches(filter, obsidLabel(r.key[0]), r.key[1])))
     .map((r) => ({ key: r.key, count: r.value }))
     .sort((a, b) => b.count - a.count);
   const kept = all.slice(0, opts.maxGroups ?? 20);
@@ -32,8 +33,9 @@ export async function failureGroups(
     kept.map(async ({ key, count }, i) => {
       const examples = i < (opts.exampleGroups ?? kept.length) ? await reader.view<FailureKey, number>(DESIGN, 'failures', { reduce: false, key, limit: opts.examples ?? 3 }) : [];
       return {
-        obsid: key[0],
-        step: key[1],
+        obsid: obsidLabel(key[0]),
+        step: key[1] ?? NO_OBSID,
+        picas: key[1] === null,
         reason: key[2],
         exitCode: key[3],
         count,

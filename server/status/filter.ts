@@ -15,10 +15,18 @@ export function keyRange(filter: StatusFilter): { startkey?: unknown[]; endkey?:
 
 /**
  * Whether a view key's [obsid, step] come from a tokenpool token: PiCaS-format tokens (not yet
- * adopted) have neither, and are counted apart rather than shown as a "null null" row.
+ * adopted) have no step, and are counted apart rather than shown as a "null null" row. A tokenpool
+ * token's obsid is null when it is no LOFAR observation (adopted from PiCaS).
  */
 export function isTokenpoolKey(key: readonly unknown[], at = 0): boolean {
-  return typeof key[at] === 'string' && typeof key[at + 1] === 'string';
+  return (typeof key[at] === 'string' || key[at] === null) && typeof key[at + 1] === 'string';
+}
+
+/** How status output names a token without observation: adopted non-LOFAR work, or PiCaS-format tokens. */
+export const NO_OBSID = '-';
+
+export function obsidLabel(obsid: unknown): string {
+  return typeof obsid === 'string' ? obsid : NO_OBSID;
 }
 
 export function matches(filter: StatusFilter, obsid: string, step: string): boolean {

@@ -1,7 +1,7 @@
 /** Counts per observation × step × status from the grouped `progress` view: one query, no token read. */
 import { TOKEN_STATUSES, ACTIVE_STATUSES } from '../token.js';
 import { DESIGN, type PoolReader } from './reader.js';
-import { isTokenpoolKey, keyRange, matches, type StatusFilter } from './filter.js';
+import { isTokenpoolKey, keyRange, matches, obsidLabel, type StatusFilter } from './filter.js';
 import type { StatusCounts } from './types.js';
 
 export interface StepCounts {
@@ -13,20 +13,22 @@ export interface StepCounts {
 
 export interface ProgressCounts {
   steps: StepCounts[];
-  /** PiCaS-format tokens (no obsid/step yet): `tokens adopt` turns them into tokenpool tokens */
-  picas: number;
+  /** PiCaS-format tokens (no obsid/step yet) by PiCaS state: `tokens adopt` turns them into tokenpool tokens */
+  picas: StatusCounts;
 }
 
 export async function progressCounts(reader: PoolReader, filter: StatusFilter): Promise<ProgressCounts> {
-  const rows = await reader.view<[string, string, string], number>(DESIGN, 'progress', { group_level: 3, ...keyRange(filter) });
+  const rows = await reader.view<[string | null, string, string], number>(DESIGN, 'progress', { group_level: 3, ...keyRange(filter) });
   const byStep = new Map<string, StepCounts>();
-  let picas = 0;
+  const picas: StatusCounts = {};
   for (const { key, value } of rows) {
     if (!isTokenpoolKey(key)) {
-      picas += value;
+      // Only an unfiltered query sees them: they have no observation or step to match.
+      picas[key[2]] = (picas[key[2]] ?? 0) + value;
       continue;
     }
-    const [obsid, step, status] = key;
+    const [rawObsid, step, status] = key;
+    const obsid = obsidLabel(rawObsid);
     if (!matches(filter, obsid, step)) continue;
     const id = `${obsid}\u0000${step}`;
     let entry = byStep.get(id);

@@ -27,8 +27,9 @@ export function renderStatus(s: StatusSummary, table: (rows: (string | number)[]
   const out: string[] = [];
   const filter = [s.filter.obsid && `obsid ${s.filter.obsid}`, s.filter.step && `step ${s.filter.step}`].filter(Boolean).join(', ');
   out.push(`Pool ${s.db}${filter ? ` (${filter})` : ''} at ${new Date(s.time * 1000).toISOString().replace('T', ' ').slice(0, 19)} UTC`);
+  const picasStates = Object.entries(s.picasCounts).filter(([, n]) => (n ?? 0) > 0).map(([state, n]) => `${n} ${state}`).join(', ');
   const picas = s.picasTokens
-    ? `${s.picasTokens} PiCaS-format token${s.picasTokens > 1 ? 's' : ''} not adopted (not counted here): run tokenpool tokens adopt`
+    ? `${s.picasTokens} PiCaS-format token${s.picasTokens > 1 ? 's' : ''} not adopted (not counted here): ${picasStates}; tokenpool tokens adopt makes them tokenpool tokens`
     : null;
   if (s.rows.length === 0) {
     out.push('', picas ?? 'No tokens' + (filter ? ' match the filter.' : ' yet: add some with `tokenpool tokens add`.'));

@@ -72,7 +72,8 @@ export async function statusSummary(reader: PoolReader, filter: StatusFilter, op
     failuresOmitted: failures.omitted,
     throughput: chartSeries(timeline, now, chartSeconds, round1(perHour)),
     pilots,
-    picasTokens: picas,
+    picasTokens: Object.values(picas).reduce((n: number, c) => n + (c ?? 0), 0),
+    picasCounts: picas,
   };
 }
 

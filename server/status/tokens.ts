@@ -2,14 +2,18 @@
 import { redactText } from '../redact.js';
 import { InputError } from '../errors.js';
 import { DESIGN, docPath, type PoolReader, type ViewRow } from './reader.js';
+import { effectiveStatus, exitCode, lastChange, movedByPicas, PICAS_FAILURE_REASON } from '../effective-status.js';
+import { obsidLabel } from './filter.js';
 import type { AttemptView, LogTail, TokenDetail, TokenListItem, TokenPage } from './types.js';
 
-const LOG_ATTACHMENT = /^logs_(\d+)\.(err|out)$/;
+// tokenpool's agents number logs by attempt (logs_2.out); PiCaS workers name them by token (logs_<id>.out).
+const LOG_ATTACHMENT = /^logs_(.+)\.(err|out)$/;
 
 interface RawToken {
   _id: string;
+  type?: string;
   status?: string;
-  obsid?: string;
+  obsid?: string | null;
   step?: string;
   subbands?: number[];
   attempts?: number;
@@ -18,7 +22,7 @@ interface RawToken {
   exit_code?: number | null;
   hostname?: string;
   command?: string | null;
-  input?: { url: string }[];
+  input?: { url: string }[] | string;
   output?: { url: string }[];
   times?: Record<string, number>;
   updated?: number;
@@ -41,9 +45,11 @@ export function logAttachments(doc: { _attachments?: Record<string, unknown> }):
   return Object.keys(doc._attachments ?? {})
     .map((name) => ({ name, m: LOG_ATTACHMENT.exec(name) }))
     .filter((x): x is { name: string; m: RegExpExecArray } => x.m !== null)
-    .sort((a, b) => Number(b.m[1]) - Number(a.m[1]) || a.m[2]!.localeCompare(b.m[2]!))
+    .sort((a, b) => attemptOf(b.m[1]!) - attemptOf(a.m[1]!) || a.m[2]!.localeCompare(b.m[2]!))
     .map((x) => x.name);
 }
+
+const attemptOf = (tag: string): number => (/^\d+$/.test(tag) ? Number(tag) : 0);
 
 export async function logTail(reader: PoolReader, id: string, name: string, lines: number): Promise<LogTail> {
   const text = await reader.getText(`${docPath(id)}/${encodeURIComponent(name)}`);
@@ -67,17 +73,15 @@ export async function tokenDetail(reader: PoolReader, id: string, opts: { logLin
   }));
   return {
     id: doc._id,
-    status: doc.status ?? 'unknown',
-    obsid: doc.obsid ?? '',
+    ...picasAware(doc),
+    obsid: obsidLabel(doc.obsid),
     step: doc.step ?? '',
     subbands: doc.subbands ?? [],
     attempts: doc.attempts ?? 0,
     maxAttempts: doc.max_attempts ?? 0,
-    reason: doc.reason ?? null,
-    exitCode: doc.exit_code ?? null,
     hostname: doc.hostname ?? '',
     command: doc.command ? redactText(doc.command) : null,
-    inputs: (doc.input ?? []).map((f) => redactText(f.url)),
+    inputs: Array.isArray(doc.input) ? doc.input.map((f) => redactText(f.url)) : [],
     outputs: (doc.output ?? []).map((f) => redactText(f.url)),
     times: doc.times ?? {},
     history,
@@ -144,13 +148,18 @@ function listItem(r: ViewRow, status: string): TokenListItem {
   const d = (r.doc ?? {}) as unknown as RawToken;
   return {
     id: r.id ?? d._id,
-    status: d.status ?? status,
-    obsid: d.obsid ?? '',
+    ...(r.doc ? picasAware(d) : { status, reason: null, exitCode: null }),
+    obsid: obsidLabel(d.obsid),
     step: d.step ?? '',
     attempts: d.attempts ?? 0,
-    reason: d.reason ?? null,
-    exitCode: d.exit_code ?? null,
     hostname: d.hostname ?? '',
-    updated: d.updated ?? 0,
+    updated: lastChange(d as unknown as Record<string, unknown>),
   };
+}
+
+/** Status, reason and exit code as the views see them: from PiCaS's fields when a PiCaS worker moved the token. */
+function picasAware(d: RawToken): { status: string; reason: string | null; exitCode: number | null } {
+  const doc = d as unknown as Record<string, unknown>;
+  const status = effectiveStatus(doc);
+  return { status, reason: status === 'error' && movedByPicas(doc) ? PICAS_FAILURE_REASON : (d.reason ?? null), exitCode: exitCode(d.exit_code) };
 }

@@ -25,6 +25,8 @@ export interface FailureGroup {
   step: string;
   reason: string;
   exitCode: number | null;
+  /** PiCaS-format tokens (not adopted): obsid and step are "-" */
+  picas: boolean;
   count: number;
   /** a few token ids of this group, first one is the representative */
   examples: string[];
@@ -63,6 +65,8 @@ export interface StatusSummary {
   pilots: PilotCounts;
   /** PiCaS-format tokens in the pool not adopted yet (not in rows or totals) */
   picasTokens: number;
+  /** the same by PiCaS state (todo, locked, done, error), from lock/done/exit_code */
+  picasCounts: StatusCounts;
 }
 
 export interface TokenListItem {

@@ -2,9 +2,12 @@
  * Turning one PiCaS-format token (picasclient's or GRID_LRT's) into a tokenpool token in place:
  * PiCaS's state (lock/done/exit_code) becomes `status`, GRID_LRT's OBSID/PIPELINE_STEP/STARTSB (or
  * the user's defaults) become obsid/step/subbands, the input URLs (the token's `input` or its
- * attached srm.txt) become input files. Every field is kept; a value that had to change form is
- * kept as it was under `picas`, so nothing the PiCaS scripts wrote is lost.
+ * attached srm.txt) become input files. A token that names no observation (picasclient's) gets
+ * obsid null rather than an invented one, and its input line stays in `input`, where PiCaS scripts
+ * read it. Every field is kept; a value that had to change form is kept as it was under `picas`, so
+ * nothing the PiCaS scripts wrote is lost.
  */
+import { effectiveStatus, exitCode as exitCodeOf } from '../effective-status.js';
 import { parseSurl, type Surl } from '../surl.js';
 import {
   DEFAULT_MAX_ATTEMPTS,
@@ -18,7 +21,7 @@ import {
 } from '../token.js';
 
 export interface AdoptDefaults {
-  /** for tokens without OBSID and without LOFAR SURLs */
+  /** for tokens without OBSID and without LOFAR SURLs (else their obsid is null) */
   obsid?: string;
   /** for tokens without PIPELINE_STEP */
   step?: string;
@@ -52,17 +55,19 @@ export function adoptPicasToken(doc: Doc, defaults: AdoptDefaults, now: number, 
   const exitCode = exitCodeOf(doc.exit_code);
   const errors = errorList(doc.error, now);
 
-  const was = picasStateOf(doc, lock, done, exitCode);
+  const was = effectiveStatus(doc) as 'todo' | 'locked' | 'done' | 'error';
   if (was === 'locked' && !defaults.includeLocked) {
     const by = typeof doc.hostname === 'string' && doc.hostname ? ` by ${doc.hostname}` : '';
     return { kind: 'skip', reason: `locked${by} since ${new Date(lock * 1000).toISOString()}: a PiCaS pilot may still work on it (--include-locked takes it over)` };
   }
 
   const files = inputFiles(srmText !== null ? srmText.split(/\r?\n/).map((l) => l.trim()).filter((l) => l && !l.startsWith('#')) : doc.input);
+  // picasclient's input line ("echo 'this is token A'") stays where PiCaS scripts read it.
+  const input = srmText === null && typeof doc.input === 'string' && files.length === 0 ? doc.input : files;
   const surls = files.map((f, i) => parseSurl(f.url, i + 1)).filter((s): s is Surl => typeof s !== 'string');
 
   const obsid = obsidOf(doc, surls, defaults);
-  if (typeof obsid !== 'string') return obsid;
+  if (obsid !== null && typeof obsid !== 'string') return obsid;
   const step = stepOf(doc, defaults);
   if (typeof step !== 'string') return step;
   let command: string | null = null;
@@ -72,14 +77,15 @@ export function adoptPicasToken(doc: Doc, defaults: AdoptDefaults, now: number, 
 
   const status: TokenStatus = was === 'locked' ? 'todo' : was;
   const takenOver = was === 'locked';
-  const end = done > 0 ? done : (errors.at(-1)?.time ?? now);
+  // PiCaS's error marks (99, -1) are no times.
+  const end = done > 0 && done !== 99 ? done : (errors.at(-1)?.time ?? now);
   const fields: Omit<Token, '_id' | 'type'> = {
-    lock: status === 'todo' ? 0 : lock > 0 ? lock : end,
+    lock: status === 'todo' ? 0 : lock > 0 && lock !== 99 ? lock : end,
     done: status === 'todo' ? 0 : end,
     hostname: takenOver || typeof doc.hostname !== 'string' ? '' : doc.hostname,
     scrub_count: ((doc.scrub_count as number | undefined) ?? 0) + (takenOver ? 1 : 0),
     exit_code: status === 'done' ? 0 : status === 'error' ? exitCode : null,
-    input: files,
+    input,
     output: [],
     error: errors,
     status,
@@ -114,19 +120,6 @@ export function adoptPicasToken(doc: Doc, defaults: AdoptDefaults, now: number, 
   return { kind: 'adopt', token, from: was };
 }
 
-/** PiCaS's state, as its Monitor views decide it; -1 is picasclient's error mark, GRID_LRT's status settles a missing exit code. */
-function picasStateOf(doc: Doc, lock: number, done: number, exitCode: number | null): 'todo' | 'locked' | 'done' | 'error' {
-  if (lock < 0 || done < 0) return 'error';
-  if (done > 0) return exitCode === 0 || (exitCode === null && doc.status === 'done') ? 'done' : 'error';
-  return lock > 0 ? 'locked' : 'todo';
-}
-
-function exitCodeOf(v: unknown): number | null {
-  if (typeof v === 'number') return v;
-  if (typeof v === 'string' && /^-?\d+$/.test(v)) return Number(v);
-  return null;
-}
-
 /** picasclient's entries are {time, message?, exception?}; tokenpool's need both time and message. */
 function errorList(v: unknown, now: number): Token['error'] {
   if (!Array.isArray(v)) return [];
@@ -151,7 +144,8 @@ function inputFiles(v: unknown): InputFile[] {
   return files;
 }
 
-function obsidOf(doc: Doc, surls: readonly Surl[], defaults: AdoptDefaults): string | Adoption {
+/** null when nothing names an observation: the token is not LOFAR work, and adopt invents none. */
+function obsidOf(doc: Doc, surls: readonly Surl[], defaults: AdoptDefaults): string | null | Adoption {
   if (doc.OBSID !== undefined) {
     const m = /^L?(\d+)$/.exec(String(doc.OBSID).trim());
     if (!m || (typeof doc.OBSID !== 'string' && typeof doc.OBSID !== 'number')) return { kind: 'problem', field: 'OBSID', message: `${JSON.stringify(doc.OBSID)} is not an observation id (like L229507)` };
@@ -160,8 +154,7 @@ function obsidOf(doc: Doc, surls: readonly Surl[], defaults: AdoptDefaults): str
   const named = [...new Set(surls.map((s) => s.obsid))];
   if (named.length > 1) return { kind: 'problem', field: 'input', message: `names several observations (${named.join(', ')}); a token is one observation` };
   if (named.length === 1) return named[0]!;
-  if (defaults.obsid) return defaults.obsid;
-  return { kind: 'problem', field: 'obsid', message: 'missing: the token has no OBSID field and no LOFAR SURLs; give --obsid' };
+  return defaults.obsid ?? null;
 }
 
 function stepOf(doc: Doc, defaults: AdoptDefaults): string | Adoption {

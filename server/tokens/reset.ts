@@ -6,6 +6,7 @@
 import type { Pool } from '../client.js';
 import { ROLES } from '../security.js';
 import { nowSeconds, type Token } from '../token.js';
+import { effectiveStatus } from '../effective-status.js';
 import { matchesSelection, scanTokens, type Selection } from './select.js';
 import { updateTokens, type UpdateOutcome } from './update.js';
 
@@ -34,7 +35,7 @@ export function resetToken(t: Token, now: number, resetAttempts: boolean): Token
     exit_code: null,
     scrub_count: t.scrub_count + 1,
     attempts: resetAttempts ? 0 : t.attempts,
-    reason: `reset from ${t.status}`,
+    reason: `reset from ${effectiveStatus(t)}`,
     times: { ...t.times, todo: now },
     updated: now,
   };

@@ -8,7 +8,8 @@ import type { Pool } from '../client.js';
 import { InputError, StateError } from '../errors.js';
 import { withDb } from '../db-errors.js';
 import { TOKENPOOL_DDOC } from '../design.js';
-import { nowSeconds, TOKEN_STATUSES, type Token, type TokenStatus } from '../token.js';
+import { isPicasToken, nowSeconds, TOKEN_STATUSES, type Token, type TokenStatus } from '../token.js';
+import { effectiveStatus, lastChange } from '../effective-status.js';
 
 export interface Selection {
   ids?: readonly string[];
@@ -47,10 +48,11 @@ export function checkSelectionValues(sel: Selection): void {
 
 export function matchesSelection(t: Token, sel: Selection, now = nowSeconds()): boolean {
   if (t.type !== 'token') return false;
-  if (sel.status && t.status !== sel.status) return false;
+  // As the views key them: a token a PiCaS worker moved is in PiCaS's state, last changed at lock/done.
+  if (sel.status && effectiveStatus(t) !== sel.status) return false;
   if (sel.obsid && t.obsid !== sel.obsid) return false;
   if (sel.step && t.step !== sel.step) return false;
-  if (sel.olderThan !== undefined && !(t.updated <= now - sel.olderThan)) return false;
+  if (sel.olderThan !== undefined && !(lastChange(t) <= now - sel.olderThan)) return false;
   return true;
 }
 
@@ -95,7 +97,8 @@ export async function* scanTokens(pool: Pool, sel: Selection, pageSize = 200, no
       return res.rows as unknown as ViewRow[];
     });
     const page = rows.slice(0, pageSize);
-    for (const row of page) if (row.doc && matchesSelection(row.doc, sel, now)) yield row.doc;
+    // The views hold PiCaS-format tokens too (in their PiCaS state); selections act on tokenpool tokens.
+    for (const row of page) if (row.doc && !isPicasToken(row.doc) && matchesSelection(row.doc, sel, now)) yield row.doc;
     const more = rows[pageSize];
     if (!more) return;
     next = { startkey: more.key, startkey_docid: more.id };

@@ -25,7 +25,7 @@ export async function getToken(pool: Pool, id: string): Promise<Token> {
   return doc;
 }
 
-export function attachmentsOf(t: Token): AttachmentInfo[] {
+export function attachmentsOf(t: Pick<Token, '_attachments'>): AttachmentInfo[] {
   const stubs = (t._attachments ?? {}) as Record<string, { content_type?: string; length?: number }>;
   return Object.entries(stubs)
     .map(([name, a]) => ({ name, content_type: a.content_type ?? 'application/octet-stream', length: a.length ?? 0 }))

@@ -5,8 +5,8 @@
  */
 import type { ViewDef } from './types.js';
 
-// `obsid` keeps out PiCaS-format tokens (GRID_LRT's own status "todo"): `tokens adopt` makes them ours first.
-const IS_CLAIMABLE = "doc.type === 'token' && !!doc.obsid && doc.status === 'todo' && doc.lock === 0 && doc.done === 0";
+// `max_attempts` keeps out PiCaS-format tokens (GRID_LRT's own status "todo"): `tokens adopt` makes them ours first.
+const IS_CLAIMABLE = "doc.type === 'token' && doc.max_attempts !== undefined && doc.status === 'todo' && doc.lock === 0 && doc.done === 0";
 
 export const agentViews: Record<string, ViewDef> = {
   // All claimable tokens.

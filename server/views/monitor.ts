@@ -3,10 +3,16 @@
  * database. Same view names, keys, values and state rules as picasclient's create_views: the state
  * views emit (_id, _id); overview_total emits (state, 1) summed. Loose equality and parseInt on
  * purpose: PiCaS tokens written by other tools may carry numbers as strings.
+ *
+ * One difference: `todo` (what stock PiCaS workers take) holds a tokenpool token only while it is
+ * claimable (status todo), so that PiCaS workers never run a token whose inputs are on tape (staging)
+ * or that is held back (waiting). PiCaS-format tokens follow PiCaS's rule unchanged.
  */
+import { TOKENPOOL_FIELDS } from '../token.js';
 import type { ViewDef } from './types.js';
 
-const IS_TODO = 'doc.lock == 0 && doc.done == 0';
+const IS_PICAS_FORMAT = TOKENPOOL_FIELDS.map((f) => `doc.${f} === undefined`).join(' && ');
+const IS_TODO = `doc.lock == 0 && doc.done == 0 && (doc.status === 'todo' || (${IS_PICAS_FORMAT}))`;
 const IS_LOCKED = 'doc.lock > 0 && doc.done == 0';
 const IS_DONE = 'doc.lock > 0 && doc.done > 0 && parseInt(doc.exit_code, 10) == 0';
 const IS_ERROR = 'doc.lock > 0 && doc.done > 0 && parseInt(doc.exit_code, 10) != 0';

@@ -5,6 +5,7 @@ import { printJson, printLine, table } from '../../output.js';
 import { InputError } from '../../../server/errors.js';
 import { scanTokens } from '../../../server/tokens/select.js';
 import type { Token } from '../../../server/token.js';
+import { effectiveStatus, lastChange } from '../../../server/effective-status.js';
 import { selectionFromArgs, withSelectionOptions, type SelectionArgs } from './selection.js';
 import { formatTime } from './format.js';
 
@@ -39,7 +40,7 @@ export const listCommand: CommandModule<object, ListArgs> = {
     printLine(
       table([
         ['id', 'status', 'attempts', 'updated', 'host', 'reason'],
-        ...tokens.map((t) => [t._id, t.status, `${t.attempts}/${t.max_attempts}`, formatTime(t.updated), t.hostname || '-', t.reason ?? '']),
+        ...tokens.map((t) => [t._id, effectiveStatus(t), `${t.attempts}/${t.max_attempts}`, formatTime(lastChange(t)), t.hostname || '-', t.reason ?? '']),
       ]),
     );
     if (more) printLine(`(first ${args.limit}; raise --limit for more)`);

@@ -1,5 +1,5 @@
 /**
- * The servers a bench runs on, named as the test matrix names them (test/matrix.ts):
+ * The servers a bench runs on, named as the test suite's projects are (vitest.config.ts):
  *   embedded  the embedded server, always (a LevelDB data directory of its own, deleted at the end);
  *   couchdb   a real Apache CouchDB single node: COUCHDB_URL, an admin's URL;
  *   cluster   a real Apache CouchDB cluster: COUCHDB_CLUSTER_URLS, one admin URL per node.

@@ -15,8 +15,6 @@ const commands = await loadCommands(argv);
 const cli = entryOptions(yargs(argv))
   .scriptName('tokenpool')
   .usage('$0 <command> [options]\n\nA token pool (CouchDB) and pilot agent for LOFAR processing on the grid and on HPC.')
-  // Every flag can also be set as TOKENPOOL_<FLAG> (e.g. TOKENPOOL_DB, TOKENPOOL_MAX_TIME).
-  .env('TOKENPOOL')
   .option('json', { type: 'boolean', default: false, describe: 'Machine-readable JSON output' })
   .command(commands)
   .demandCommand(1, 'Name a command; see the list above.')

@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { startEmbeddedServer, type EmbeddedServer } from '../server/embedded/index.js';
 import { loadOrCreateAdmin } from '../server/embedded/credentials.js';
@@ -23,11 +23,13 @@ import { statusSummary } from '../server/status/summary.js';
 import { progressBar, renderStatus } from '../server/status/render.js';
 import { watchChanges } from '../server/status/watch.js';
 import type { StatusSummary } from '../server/status/types.js';
+import { nodeArgs, ownModule } from '../server/own-module.js';
 import { generateObservation } from './demo/generate.js';
 import { table } from './output.js';
 
-const CLI = fileURLToPath(new URL('./cli.js', import.meta.url));
-const STEP_SCRIPT = fileURLToPath(new URL('./demo/average.js', import.meta.url));
+const CLI = nodeArgs(ownModule('./cli', import.meta.url));
+/** The averaging step, as the agent's shell runs it. */
+const STEP_COMMAND = [process.execPath, ...nodeArgs(ownModule('./demo/average', import.meta.url))].map((a) => `'${a}'`).join(' ');
 const OBSID = 'L862010';
 const STEP = 'average';
 const DB = 'demo';
@@ -128,7 +130,7 @@ class Demo {
     const results = path.join(this.dir, 'results');
     await this.cli([
       'tokens', 'add', '--db', dbUrl, '--credentials', creds, '--surls', obs.surlList, '--step', STEP,
-      '--command', `'${process.execPath}' '${STEP_SCRIPT}' --time 4 --freq 8`,
+      '--command', `${STEP_COMMAND} --time 4 --freq 8`,
       '--results', `${pathToFileURL(results).href}/\${OBSID}/\${STEP}/\${TOKEN_ID}.tar`,
     ]);
     if (this.signal.aborted) return 130;
@@ -154,7 +156,7 @@ class Demo {
       say(`Dashboard: ${dashboard} (was live while the demo ran; run without --exit-when-done to keep it)`);
     } else {
       say(`Dashboard: ${dashboard}`);
-      say(`Status:    node ${CLI} status --db ${dbUrl} --credentials ${creds}`);
+      say(`Status:    node ${CLI.join(' ')} status --db ${dbUrl} --credentials ${creds}`);
       say('\nThe server keeps running for the dashboard; Ctrl-C stops it.');
       await new Promise<void>((resolve) => this.signal.addEventListener('abort', () => resolve(), { once: true }));
     }
@@ -215,7 +217,7 @@ class Demo {
     const log = fs.openSync(path.join(this.dir, 'agents', `agent-${i}.log`), 'a');
     const child = spawn(
       process.execPath,
-      [CLI, 'agent', '--db', dbUrl, '--credentials', creds, '--runtime', 'none', '--workdir', workdir, '--idle-exit', '5', '--poll', '1', '--jitter', '1', '--lease', '60', '--grace', '5'],
+      [...CLI, 'agent', '--db', dbUrl, '--credentials', creds, '--runtime', 'none', '--workdir', workdir, '--idle-exit', '5', '--poll', '1', '--jitter', '1', '--lease', '60', '--grace', '5'],
       // own process group: a terminal's Ctrl-C reaches the demo, which stops the agents in order
       { stdio: ['ignore', log, log], detached: true, env: { ...process.env, TOKENPOOL_LOG_JSON: '1' } },
     );
@@ -233,7 +235,7 @@ class Demo {
 
   private cli(args: string[]): Promise<void> {
     return new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, [CLI, ...args, '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [...CLI, ...args, '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
       let out = '';
       child.stdout.on('data', (c: Buffer) => (out += c.toString()));
       child.stderr.on('data', (c: Buffer) => (out += c.toString()));

@@ -18,11 +18,10 @@ const [{ default: yargs }, { hideBin }, { agentCommand }, { entryOptions, runEnt
 // Worker nodes have no pino-pretty (and no terminal worth it): always log JSON lines.
 process.env.TOKENPOOL_LOG_JSON ??= '1';
 
-// jdl/pilot.sh's own settings (TOKENPOOL_NODE, …) are environment-only too.
-const cli = entryOptions(yargs(hideBin(process.argv)), ['node', 'node-search', 'bundle', 'scratch'])
+// jdl/pilot.sh's own settings (TOKENPOOL_NODE, …) are environment-only: entryOptions leaves them alone.
+const cli = entryOptions(yargs(hideBin(process.argv)))
   .scriptName('tokenpool-agent')
   .usage('$0 agent [options]\n\nThe tokenpool pilot agent, self-contained: run it with node, no installation needed.')
-  .env('TOKENPOOL')
   .command(agentCommand)
   .demandCommand(1, 'Run: tokenpool-agent agent [options]')
   .strict()

@@ -2,7 +2,7 @@
  * Exactly once under contention and crashes: several real agent processes share a pool; every
  * step run appends a line to a shared file, so double runs show up even if the final states look right.
  */
-import { test, before, after } from 'node:test';
+import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -15,11 +15,11 @@ let server: TestServer;
 let dir: string;
 const agents: AgentProcess[] = [];
 
-before(async () => {
+beforeAll(async () => {
   server = await startTestServer();
   dir = tempDir('once');
 });
-after(async () => {
+afterAll(async () => {
   agents.forEach(killAgent);
   await server?.stop();
   fs.rmSync(dir, { recursive: true, force: true });

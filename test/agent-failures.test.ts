@@ -1,5 +1,5 @@
 /** What goes wrong in a step or a token, with real agent processes and real signals. */
-import { test, before, after } from 'node:test';
+import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -11,11 +11,11 @@ let server: TestServer;
 let dir: string;
 const agents: AgentProcess[] = [];
 
-before(async () => {
+beforeAll(async () => {
   server = await startTestServer();
   dir = tempDir('fail');
 });
-after(async () => {
+afterAll(async () => {
   agents.forEach(killAgent);
   await server?.stop();
   fs.rmSync(dir, { recursive: true, force: true });

@@ -1,5 +1,5 @@
 /** Lease transitions (claim, heartbeat, finish, release, expire) and the conflict-safe writes, against the real embedded server. */
-import { test, before, after } from 'node:test';
+import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { startTestServer, type TestServer } from './helpers/server.js';
 import { addTokens, freshPool, unguardedPool, type TestPool } from './helpers/agent.js';
@@ -83,11 +83,11 @@ test('preemption gives the attempt back, but not forever', () => {
 
 let server: TestServer;
 let tp: TestPool;
-before(async () => {
+beforeAll(async () => {
   server = await startTestServer();
   tp = await freshPool(server);
 });
-after(async () => {
+afterAll(async () => {
   await server?.stop();
 });
 

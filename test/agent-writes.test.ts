@@ -3,7 +3,7 @@
  * tails inline); a phase that lasts shows on the token while it runs. Counted from the revision
  * history of each token (one revision per write) with a real agent process.
  */
-import { test, before, after } from 'node:test';
+import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { startTestServer, type TestServer } from './helpers/server.js';
@@ -15,11 +15,11 @@ let server: TestServer;
 let dir: string;
 const agents: AgentProcess[] = [];
 
-before(async () => {
+beforeAll(async () => {
   server = await startTestServer();
   dir = tempDir('writes');
 });
-after(async () => {
+afterAll(async () => {
   agents.forEach(killAgent);
   await server?.stop();
   fs.rmSync(dir, { recursive: true, force: true });

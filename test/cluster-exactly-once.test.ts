@@ -4,7 +4,7 @@
  * twice (possible only when a claim reaches a copy after the fence read all of them) are counted and
  * reported. Runs on the cluster backend only.
  */
-import { test, before, after } from 'node:test';
+import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -20,20 +20,21 @@ const AGENTS = 9;
 let server: TestServer;
 let dir: string;
 const agents: AgentProcess[] = [];
-const onCluster = BACKEND === 'cluster' ? false : `needs a CouchDB cluster (this run: ${BACKEND})`;
+// vitest.config.ts runs this file in the cluster project only.
+const onCluster = BACKEND !== 'cluster';
 
-before(async () => {
+beforeAll(async () => {
   if (onCluster) return;
   server = await startTestServer();
   dir = tempDir('cluster-once');
 });
-after(async () => {
+afterAll(async () => {
   agents.forEach(killAgent);
   await server?.stop();
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
 
-test(`${AGENTS} agents over 3 nodes drain ${TOKENS} short tokens: none done twice, no stored conflict left`, { skip: onCluster, timeout: 600_000 }, async (t) => {
+test(`${AGENTS} agents over 3 nodes drain ${TOKENS} short tokens: none done twice, no stored conflict left`, { skip: onCluster, timeout: 600_000 }, async ({ annotate }) => {
   const tp = await freshPool(server, { guard: false });
   assert.equal(tp.nodeUrls?.length, 3, 'three nodes');
   const runs = path.join(dir, 'runs.txt');
@@ -51,7 +52,7 @@ test(`${AGENTS} agents over 3 nodes drain ${TOKENS} short tokens: none done twic
   for (const line of fs.readFileSync(runs, 'utf8').trim().split('\n')) perToken.set(line.split(' ')[0]!, (perToken.get(line.split(' ')[0]!) ?? 0) + 1);
   const ranTwice = [...perToken].filter(([, n]) => n > 1).map(([id]) => id);
   const fencesLost = agents.reduce((n, a) => n + a.events().filter((e) => e.msg === 'claim lost at the fence').length, 0);
-  t.diagnostic(`steps run twice: ${ranTwice.length} (${ranTwice.join(', ') || 'none'}); claims lost at the fence: ${fencesLost}`);
+  await annotate(`steps run twice: ${ranTwice.length} (${ranTwice.join(', ') || 'none'}); claims lost at the fence: ${fencesLost}`);
 
   const stored = await allTokens(tp.pool);
   assert.equal(stored.length, TOKENS);
@@ -68,7 +69,7 @@ test(`${AGENTS} agents over 3 nodes drain ${TOKENS} short tokens: none done twic
   assert.deepEqual(doneTwice, [], 'one recorded completion per token');
 });
 
-test('three claims of the same revision through the three nodes at once: exactly one passes the fence, no conflict is left', { skip: onCluster, timeout: 300_000 }, async (t) => {
+test('three claims of the same revision through the three nodes at once: exactly one passes the fence, no conflict is left', { skip: onCluster, timeout: 300_000 }, async ({ annotate }) => {
   const tp = await freshPool(server, { guard: false });
   const pools = tp.nodeUrls!.map((url) => server.adminPool(url));
   const tokens = await addTokens(tp.pool, Array.from({ length: 60 }, (_, i) => ({ obsid: 'L401', step: 'cal', subbands: [i] })));
@@ -84,5 +85,5 @@ test('three claims of the same revision through the three nodes at once: exactly
     const leaves = await liveLeaves(tp.pool.db, token._id, copies);
     assert.equal(leaves.length, 1, `${token._id}: no stored conflict left`);
   }
-  t.diagnostic(`races where the cluster accepted more than one claim: ${contested} of ${tokens.length}`);
+  await annotate(`races where the cluster accepted more than one claim: ${contested} of ${tokens.length}`);
 });

@@ -2,7 +2,7 @@
  * The dashboard in a real browser (Debian's headless Chromium): the figures shown are the views'
  * answers, a token finished over HTTP shows up without a reload, and the page never sees a secret.
  */
-import { test, before, after } from 'node:test';
+import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -24,7 +24,7 @@ let browser: Browser;
 let seeded: Seeded;
 const DB = 'lofar-dashboard';
 
-before(async () => {
+beforeAll(async () => {
   dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tokenpool-dash-'));
   const log = createLogger('test-server', { pretty: false, level: 'warn' });
   server = await startEmbeddedServer({ port: 0, dataDir, inMemory: true, routes: dashboardRoutes(), log });
@@ -35,7 +35,7 @@ before(async () => {
   browser = await launchBrowser({ httpCredentials: { username: server.admin.name, password: server.admin.password } });
 });
 
-after(async () => {
+afterAll(async () => {
   await browser?.close();
   await server?.stop();
   fs.rmSync(dataDir, { recursive: true, force: true });

@@ -1,5 +1,5 @@
 /** `tokenpool dashboard --db URL --credentials viewer.json`: serves a remote pool read with a viewer account. */
-import { test, before, after } from 'node:test';
+import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -17,7 +17,7 @@ let dbUrl: string;
 let seeded: Seeded;
 let dir: string;
 
-before(async () => {
+beforeAll(async () => {
   server = await startTestServer();
   dbUrl = server.newDbUrl('remote');
   const admin = server.adminPool(dbUrl);
@@ -30,7 +30,7 @@ before(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tokenpool-remote-'));
 });
 
-after(async () => {
+afterAll(async () => {
   await server?.stop();
   fs.rmSync(dir, { recursive: true, force: true });
 });
@@ -41,7 +41,7 @@ test('the remote dashboard answers with the viewer account and never hands it to
   assert.equal(add.code, 0, add.stderr);
   const viewerPassword = (JSON.parse(fs.readFileSync(viewerFile, 'utf8')) as { password: string }).password;
 
-  const child = spawn(process.execPath, [CLI, 'dashboard', '--db', dbUrl, '--credentials', viewerFile, '--port', '0', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...CLI, 'dashboard', '--db', dbUrl, '--credentials', viewerFile, '--port', '0', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stderr.on('data', (c: Buffer) => (err += c.toString()));

@@ -2,7 +2,7 @@
  * Pool setup against a real embedded server: `db init` idempotence, PiCaS Monitor views, roles
  * enforced by _security and the validate function, `db user add`, and secrets kept out of output.
  */
-import { test, before, after } from 'node:test';
+import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -19,13 +19,13 @@ let server: TestServer;
 let tmp: string;
 let adminEnv: NodeJS.ProcessEnv;
 
-before(async () => {
+beforeAll(async () => {
   server = await startTestServer();
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tokenpool-db-test-'));
   adminEnv = { TOKENPOOL_CREDENTIALS: server.adminCredentialsFile() };
 });
 
-after(async () => {
+afterAll(async () => {
   await server?.stop();
   fs.rmSync(tmp, { recursive: true, force: true });
 });
@@ -256,7 +256,7 @@ test('CLI errors: unreachable server, wrong credentials, missing role; nothing w
   fs.writeFileSync(pwFile, 'viewer-secret-pw-4711\n', { mode: 0o600 });
   const add = await runCli(['db', 'user', 'add', 'viewer2', '--role', 'viewer', '--password-file', pwFile, '--out', viewerFile, '--db', dbUrl], { env: adminEnv });
   assert.equal(add.code, 0, add.stderr);
-  const fixture = new URL('../../test/fixtures/surls/sara-L229507.txt', import.meta.url).pathname;
+  const fixture = new URL('./fixtures/surls/sara-L229507.txt', import.meta.url).pathname;
 
   const closedPort = await freePort();
   const unreachable = await runCli(['tokens', 'list', '--db', `http://127.0.0.1:${closedPort}/pool`, '--credentials', viewerFile]);

@@ -1,5 +1,5 @@
 /** The design documents' validate function agrees with validateToken (token.ts) on good and broken tokens. */
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { validateDocUpdate } from '../server/security.js';
 import { designDocs, guardDesignDoc, mergeViews } from '../server/design.js';

@@ -1,14 +1,14 @@
 /** `npm run demo` non-interactively: every token done, results on disk, nothing left running; and Ctrl-C. */
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import * as tar from 'tar';
+import { nodeArgs, ownModule } from '../server/own-module.js';
 
-const DEMO = fileURLToPath(new URL('../scripts/demo.js', import.meta.url));
+const DEMO = nodeArgs(ownModule('../scripts/demo', import.meta.url));
 
 interface Run {
   code: number | null;
@@ -17,7 +17,7 @@ interface Run {
 
 function startDemo(dir: string, args: string[], onOutput?: (out: string, kill: (s: NodeJS.Signals) => void) => void): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [DEMO, '--dir', dir, '--exit-when-done', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...DEMO, '--dir', dir, '--exit-when-done', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     const timer = setTimeout(() => child.kill('SIGKILL'), 150_000);
     const add = (c: Buffer) => {

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { test } from 'node:test';
+import { test } from 'vitest';
 import { simdAdler32 } from '../agent/node/adler32-simd.js';
 import { Adler32, adler32File, adler32Hex, adler32Update, adler32UpdatePortable, ADLER32_INITIAL, ChecksummedFileReader } from '../agent/node/adler32.js';
 

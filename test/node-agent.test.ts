@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { after, before, test } from 'node:test';
+import { afterAll, beforeAll, test } from 'vitest';
 import * as tar from 'tar';
 import { EXIT, type Token } from '../server/token.js';
 import { addTokens, freshPool, startAgent, tempDir } from './helpers/agent.js';
@@ -20,13 +20,13 @@ let server: TestServer;
 let nginx: Nginx;
 let work: string;
 
-before(async () => {
+beforeAll(async () => {
   server = await startTestServer();
   nginx = await startNginx();
   work = tempDir('node-agent');
 });
 
-after(async () => {
+afterAll(async () => {
   await nginx.close();
   await server.stop();
   fs.rmSync(work, { recursive: true, force: true });

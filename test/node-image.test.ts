@@ -9,16 +9,16 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, test } from 'vitest';
 import { createWorkerNode, type WorkerNodeArgs } from '../agent/node/index.js';
 import { PhaseError, type PhaseContext } from '../agent/phases.js';
 import { createLogger } from '../server/log.js';
+import { ownModule } from '../server/own-module.js';
 import { EXIT, newToken, type NewToken } from '../server/token.js';
 
-const NODE_MODULE = fileURLToPath(new URL('../agent/node/index.js', import.meta.url));
-const BUSYBOX = ['/bin/busybox', '/usr/bin/busybox'].find((p) => fs.existsSync(p));
-const BWRAP = spawnSync('bwrap', ['--version']).status === 0;
+const NODE_MODULE = ownModule('../agent/node/index', import.meta.url);
+const LOG_MODULE = ownModule('../server/log', import.meta.url);
+const BUSYBOX = ['/bin/busybox', '/usr/bin/busybox'].find((p) => fs.existsSync(p)) ?? 'busybox';
 const REPO = 'softdrive.example.org';
 
 let dir: string;
@@ -27,22 +27,20 @@ let standIns: string;
 const savedPath = process.env.PATH;
 const silent = createLogger('test', { level: 'silent', pretty: false });
 
-before(() => {
+beforeAll(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tokenpool-node-image-'));
   cvmfs = path.join(dir, 'cvmfs');
   const lofar = path.join(cvmfs, REPO, 'lofar');
   fs.mkdirSync(lofar, { recursive: true });
   // An unpacked image: busybox and its applets, and a marker file the host does not have.
-  if (BUSYBOX) {
-    const rootfs = path.join(lofar, 'rootfs');
-    fs.mkdirSync(path.join(rootfs, 'bin'), { recursive: true });
-    fs.mkdirSync(path.join(rootfs, 'etc'));
-    fs.copyFileSync(BUSYBOX, path.join(rootfs, 'bin', 'busybox'));
-    fs.chmodSync(path.join(rootfs, 'bin', 'busybox'), 0o755);
-    for (const applet of ['sh', 'cat', 'echo', 'pwd', 'ls', 'test']) fs.symlinkSync('busybox', path.join(rootfs, 'bin', applet));
-    fs.writeFileSync(path.join(rootfs, 'etc', 'image-marker'), 'lofar-rootfs-2024.1\n');
-    fs.symlinkSync('bin', path.join(rootfs, 'sbin'));
-  }
+  const rootfs = path.join(lofar, 'rootfs');
+  fs.mkdirSync(path.join(rootfs, 'bin'), { recursive: true });
+  fs.mkdirSync(path.join(rootfs, 'etc'));
+  fs.copyFileSync(BUSYBOX, path.join(rootfs, 'bin', 'busybox'));
+  fs.chmodSync(path.join(rootfs, 'bin', 'busybox'), 0o755);
+  for (const applet of ['sh', 'cat', 'echo', 'pwd', 'ls', 'test']) fs.symlinkSync('busybox', path.join(rootfs, 'bin', applet));
+  fs.writeFileSync(path.join(rootfs, 'etc', 'image-marker'), 'lofar-rootfs-2024.1\n');
+  fs.symlinkSync('bin', path.join(rootfs, 'sbin'));
   // A native software tree with an init script.
   fs.mkdirSync(path.join(lofar, 'native'));
   fs.writeFileSync(path.join(lofar, 'native', 'init.sh'), 'export LOFARROOT=/opt/lofar-from-init\n');
@@ -60,7 +58,7 @@ before(() => {
   );
 });
 
-after(() => {
+afterAll(() => {
   process.env.PATH = savedPath;
   fs.rmSync(dir, { recursive: true, force: true });
 });
@@ -109,7 +107,7 @@ describe('image lookup', () => {
 });
 
 describe('runtimes', () => {
-  test('bwrap: the step runs inside the unpacked image with the scratch dir bound', { skip: !(BUSYBOX && BWRAP) && 'needs busybox-static and bubblewrap' }, async () => {
+  test('bwrap: the step runs inside the unpacked image with the scratch dir bound', async () => {
     const image = `/cvmfs/${REPO}/lofar/rootfs`;
     const wn = node({ image, runtime: 'auto' });
     await wn.preflight();
@@ -175,14 +173,14 @@ describe('node-local image cache', () => {
   /** One agent's worker node in its own process: preflight, then print provenance. */
   function agentProcess(cacheDir: string, image: string): Promise<Record<string, unknown>> {
     const code = `
-      const { createWorkerNode } = await import(${JSON.stringify(NODE_MODULE)});
-      const { createLogger } = await import(${JSON.stringify(NODE_MODULE.replace(/agent\/node\/index\.js$/, 'server/log.js'))});
+      const { createWorkerNode } = await import(${JSON.stringify(NODE_MODULE.file)});
+      const { createLogger } = await import(${JSON.stringify(LOG_MODULE.file)});
       const wn = createWorkerNode({ image: ${JSON.stringify(image)}, cvmfsRoot: ${JSON.stringify(cvmfs)}, imageCache: ${JSON.stringify(cacheDir)}, runtime: 'auto' }, createLogger('child', { level: 'silent', pretty: false }));
       await wn.preflight();
       process.stdout.write(JSON.stringify((await wn.provenance({ scratchDir: '/nowhere' })).software));
     `;
     return new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, ['--input-type=module', '-e', code], { env: { ...process.env, PATH: `${standIns}:${savedPath}` }, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [...NODE_MODULE.execArgv, '--input-type=module', '-e', code], { env: { ...process.env, PATH: `${standIns}:${savedPath}` }, stdio: ['ignore', 'pipe', 'pipe'] });
       let out = '';
       let err = '';
       child.stdout.on('data', (c: Buffer) => (out += c.toString()));

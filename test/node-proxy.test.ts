@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import type { TLSSocket } from 'node:tls';
-import { after, before, describe, test } from 'node:test';
+import { afterAll, beforeAll, describe, test } from 'vitest';
 import { createWorkerNode, type WorkerNodeArgs } from '../agent/node/index.js';
 import { gridDn, ProxyError } from '../agent/node/proxy.js';
 import { PhaseError } from '../agent/phases.js';
@@ -21,12 +21,12 @@ let dir: string;
 let ca: TestCa;
 const savedEnv = { ...process.env };
 
-before(() => {
+beforeAll(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tokenpool-node-proxy-'));
   ca = createTestCa(path.join(dir, 'ca'));
 });
 
-after(() => {
+afterAll(() => {
   process.env = savedEnv;
   fs.rmSync(dir, { recursive: true, force: true });
 });

@@ -5,8 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { after, before, describe, test } from 'node:test';
-import { findExecutable } from '../agent/node/which.js';
+import { afterAll, beforeAll, describe, test } from 'vitest';
 import type { Pool } from '../server/client.js';
 import { initDatabase } from '../server/setup.js';
 import { EXIT, newToken, type Token } from '../server/token.js';
@@ -14,18 +13,16 @@ import { runCli } from './helpers/cli.js';
 import { startTestServer, type TestServer } from './helpers/server.js';
 import { startTapeRest, TAPE_API, type TapeRestStandIn } from './helpers/tape-rest.js';
 
-const GFAL = findExecutable('gfal-bringonline') !== null;
-
-describe('tokenpool stage --method gfal against a Tape REST API', { skip: !GFAL && 'gfal-bringonline not installed (gfal2-util-scripts, gfal2-plugin-http)' }, () => {
+describe('tokenpool stage --method gfal against a Tape REST API', () => {
   let server: TestServer;
   let tape: TapeRestStandIn;
 
-  before(async () => {
+  beforeAll(async () => {
     server = await startTestServer();
     tape = await startTapeRest();
   });
 
-  after(async () => {
+  afterAll(async () => {
     await tape?.close();
     await server?.stop();
   });

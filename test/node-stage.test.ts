@@ -4,7 +4,7 @@
  * come online, and the rest become error "not staged" at the deadline or the threshold.
  */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { afterAll, beforeAll, test } from 'vitest';
 import type { Pool } from '../server/client.js';
 import { initDatabase } from '../server/setup.js';
 import { EXIT, newToken, type Token } from '../server/token.js';
@@ -15,12 +15,12 @@ import { startTestServer, type TestServer } from './helpers/server.js';
 let server: TestServer;
 let stager: LtaStandIn;
 
-before(async () => {
+beforeAll(async () => {
   server = await startTestServer();
   stager = await startLtaStager();
 });
 
-after(async () => {
+afterAll(async () => {
   await stager.close();
   await server.stop();
 });

@@ -15,7 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
-import { after, before, describe, test } from 'node:test';
+import { afterAll, beforeAll, describe, test } from 'vitest';
 import { createWorkerNode } from '../agent/node/index.js';
 import { gridTls } from '../agent/node/tls.js';
 import { httpTransfer } from '../agent/node/transfer/http.js';
@@ -27,10 +27,10 @@ import { EXIT, newToken } from '../server/token.js';
 import { createTestCa } from './helpers/proxy.js';
 
 let work: string;
-before(() => {
+beforeAll(() => {
   work = fs.mkdtempSync(path.join(os.tmpdir(), 'tokenpool-node-get-'));
 });
-after(() => fs.rmSync(work, { recursive: true, force: true }));
+afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
 
 function pyAdler32(data: Buffer): string {
   const file = path.join(work, `sum-${process.hrtime.bigint()}`);
@@ -143,7 +143,7 @@ describe('built-in client: GET against servers that frame, redirect and fail eve
   let srv: Awaited<ReturnType<typeof rawServer>>;
   const lengthHead = (n: number) => `HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: ${n}\r\n\r\n`;
 
-  before(async () => {
+  beforeAll(async () => {
     srv = await rawServer({
       '/big': (s) => s.end(Buffer.concat([Buffer.from(lengthHead(big.length)), big])),
       // The head itself arrives in pieces.
@@ -167,7 +167,7 @@ describe('built-in client: GET against servers that frame, redirect and fail eve
       '/loop': (s) => s.end('HTTP/1.1 301 Moved Permanently\r\nLocation: /loop\r\nContent-Length: 0\r\n\r\n'),
     });
   });
-  after(() => srv.close());
+  afterAll(() => srv.close());
 
   const dest = () => path.join(work, `got-${process.hrtime.bigint()}`);
   const get = (p: string, file = dest(), signal = AbortSignal.timeout(60_000)) => httpTransfer().download(`${srv.base}${p}`, file, { signal });
@@ -300,7 +300,7 @@ describe('built-in client: GET over https', () => {
   const peers: string[] = [];
   let tlsMaterial: ReturnType<typeof gridTls>;
 
-  before(async () => {
+  beforeAll(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tokenpool-node-get-tls-'));
     const ca = createTestCa(path.join(dir, 'ca'));
     const host = ca.makeHost(path.join(dir, 'host'));
@@ -324,7 +324,7 @@ describe('built-in client: GET over https', () => {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     base = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
   });
-  after(async () => {
+  afterAll(async () => {
     server.closeAllConnections();
     await new Promise((resolve) => server.close(resolve));
     fs.rmSync(dir, { recursive: true, force: true });

@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
-import { after, before, describe, test } from 'node:test';
+import { afterAll, beforeAll, describe, test } from 'vitest';
 import * as tar from 'tar';
 import { createWorkerNode, type WorkerNodeArgs } from '../agent/node/index.js';
 import { httpTransfer } from '../agent/node/transfer/http.js';
@@ -21,8 +21,6 @@ import { createLogger } from '../server/log.js';
 import { EXIT, newToken, type NewToken } from '../server/token.js';
 import { startNginx, type Nginx } from './helpers/nginx.js';
 
-const GFAL = fs.existsSync('/usr/bin/gfal-copy');
-
 /** adler32 by an independent implementation (Python's zlib). */
 function pyAdler32(file: string): string {
   return execFileSync('python3', ['-c', 'import sys, zlib; print("%08x" % zlib.adler32(open(sys.argv[1], "rb").read()))', file]).toString().trim();
@@ -31,7 +29,7 @@ function pyAdler32(file: string): string {
 let nginx: Nginx;
 let work: string;
 
-before(async () => {
+beforeAll(async () => {
   nginx = await startNginx();
   work = fs.mkdtempSync(path.join(os.tmpdir(), 'tokenpool-node-transfer-'));
   // A measurement set as the LTA delivers it: a directory tree in a .tar.
@@ -43,7 +41,7 @@ before(async () => {
   await tar.c({ file: path.join(nginx.root, 'lofar', 'L229507', 'L229507_SB100_uv.MS_a1b2c3d4.tar'), cwd: path.join(work, 'src') }, ['L229507_SB100_uv.MS']);
 });
 
-after(async () => {
+afterAll(async () => {
   await nginx.close();
   fs.rmSync(work, { recursive: true, force: true });
 });
@@ -97,7 +95,7 @@ describe('stage-in', () => {
     ['dav, built-in client', 'dav', {}],
     ['http through gfal-copy', 'http', { transferTool: 'gfal' }],
   ] as const) {
-    test(`${label}: fetched, checksummed and unpacked`, { skip: label.includes('gfal') && !GFAL ? 'gfal-copy not installed' : false }, async () => {
+    test(`${label}: fetched, checksummed and unpacked`, async () => {
       const url = `${nginx.url.replace('http', scheme)}/lofar/L229507/L229507_SB100_uv.MS_a1b2c3d4.tar`;
       const { ctx, logs } = context({ input: [{ url, adler32: pyAdler32(msTar()), size: fs.statSync(msTar()).size }] });
       await node(args as Partial<WorkerNodeArgs>).stageIn(ctx);
@@ -140,7 +138,7 @@ describe('stage-in', () => {
     assert.equal(logs().filter((l) => l.msg === 'download failed, retrying').length, 0);
   });
 
-  test('404 through gfal-copy: the error names the URL', { skip: !GFAL && 'gfal-copy not installed' }, async () => {
+  test('404 through gfal-copy: the error names the URL', async () => {
     const url = `${nginx.url}/lofar/missing.tar`;
     const { ctx } = context({ input: [{ url }] });
     const err = await rejection(node({ transferTool: 'gfal' }).stageIn(ctx));
@@ -182,7 +180,7 @@ describe('stage-out', () => {
     ['built-in client (dav)', { resultsBase: '' }],
     ['gfal-copy', { transferTool: 'gfal' }],
   ] as const) {
-    test(`${label}: the tar lands on the SE with the right size and adler32`, { skip: label === 'gfal-copy' && !GFAL ? 'gfal-copy not installed' : false }, async () => {
+    test(`${label}: the tar lands on the SE with the right size and adler32`, async () => {
       const base = label === 'gfal-copy' ? `${nginx.url}/results-gfal` : `${nginx.url.replace('http', 'dav')}/results`;
       const { ctx } = withOutputs({ results: template });
       const outputs = await node({ ...(args as Partial<WorkerNodeArgs>), resultsBase: base }).stageOut(ctx);
@@ -250,7 +248,7 @@ describe('built-in client: PUT against a picky storage element', () => {
   const collections = new Set<string>(['/']);
   const methods: string[] = [];
 
-  before(async () => {
+  beforeAll(async () => {
     server = http.createServer((req, res) => {
       const url = req.url!;
       methods.push(`${req.method} ${url}`);
@@ -280,7 +278,7 @@ describe('built-in client: PUT against a picky storage element', () => {
     base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   });
 
-  after(async () => {
+  afterAll(async () => {
     server.closeAllConnections();
     await new Promise((resolve) => server.close(resolve));
   });

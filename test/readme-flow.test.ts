@@ -3,7 +3,7 @@
  * CouchDB single node or cluster): db init, a pilot account, tokens from a SURL list, an agent with
  * the pilot's credentials, status, failures, reset of the failed token, and the agent again.
  */
-import { test, before, after } from 'node:test';
+import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -15,11 +15,11 @@ import * as tar from 'tar';
 let server: TestServer;
 let dir: string;
 
-before(async () => {
+beforeAll(async () => {
   server = await startTestServer();
   dir = tempDir('readme');
 });
-after(async () => {
+afterAll(async () => {
   await server?.stop();
   fs.rmSync(dir, { recursive: true, force: true });
 });

@@ -1,5 +1,5 @@
 /** The embedded server through nano and raw HTTP: what a CouchDB client relies on works through the guarding front. */
-import { test, before, after } from 'node:test';
+import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import nano from 'nano';
@@ -10,12 +10,12 @@ import { basicAuth } from '../server/client.js';
 let server: EmbeddedTestServer;
 let admin: { name: string; password: string };
 
-before(async () => {
+beforeAll(async () => {
   server = await startEmbeddedTestServer();
   admin = server.admin;
 });
 
-after(async () => {
+afterAll(async () => {
   await server?.stop();
 });
 

@@ -3,7 +3,7 @@
  * clean SIGTERM (requests in flight finish, exit 0), restart on the same data with the same admin,
  * and clear errors for a port in use, a data directory in use or unwritable, a corrupt admin.json.
  */
-import { test, after } from 'node:test';
+import { afterAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -16,7 +16,7 @@ import { rawRequest } from './helpers/http.js';
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tokenpool-server-cli-'));
 const children = new Set<ChildProcess>();
 
-after(() => {
+afterAll(() => {
   for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
   fs.rmSync(tmp, { recursive: true, force: true });
 });
@@ -32,8 +32,8 @@ interface Running {
 }
 
 /** Starts `tokenpool server` and waits for its first stdout line. */
-function startServer(args: string[]): Promise<Running> {
-  const child = spawn(process.execPath, [CLI, 'server', ...args], { env: { ...process.env, TOKENPOOL_LOG_JSON: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
+function startServer(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Running> {
+  const child = spawn(process.execPath, [...CLI, 'server', ...args], { env: { ...process.env, TOKENPOOL_LOG_JSON: '1', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   children.add(child);
   let out = '';
   let err = '';
@@ -103,9 +103,24 @@ test('the server starts, keeps its admin in a 0600 file, refuses anonymous write
   assert.equal(await s2.exited, 0, s2.stderr());
 });
 
+test("the README's flow in one shell: server starts with TOKENPOOL_DB and TOKENPOOL_CREDENTIALS exported, and welcomes clients as CouchDB does", async () => {
+  const s = await startServer(['--port', '0', '--data', path.join(tmp, 'readme-shell'), '--json'], {
+    TOKENPOOL_DB: 'http://127.0.0.1:5984/lofar',
+    TOKENPOOL_CREDENTIALS: path.join(tmp, 'readme-shell', 'admin.json'),
+  });
+  assert.match(s.url, /^http:\/\/127\.0\.0\.1:\d+$/, s.stderr());
+  const welcome = await rawRequest(s.url, 'GET', '/');
+  assert.equal(welcome.status, 200);
+  const body = JSON.parse(welcome.body) as { couchdb: string; version: string };
+  assert.equal(body.couchdb, 'Welcome');
+  assert.match(body.version, /^3\.\d+\.\d+$/);
+  s.child.kill('SIGTERM');
+  assert.equal(await s.exited, 0);
+});
+
 test('human output names the URL and the credentials file, never the password', async () => {
   const data = path.join(tmp, 'human');
-  const child = spawn(process.execPath, [CLI, 'server', '--port', '0', '--data', data, '--in-memory'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...CLI, 'server', '--port', '0', '--data', data, '--in-memory'], { stdio: ['ignore', 'pipe', 'pipe'] });
   children.add(child);
   let out = '';
   await new Promise<void>((resolve) => {

@@ -3,7 +3,7 @@
  * already has a child gets CouchDB's 409 without reaching the engine, writes racing on one revision
  * leave exactly one winner, and nothing that CouchDB would accept is ever refused.
  */
-import { test, before, after } from 'node:test';
+import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { startEmbeddedTestServer, type EmbeddedTestServer } from './helpers/server.js';
 import { rawRequest, type Reply } from './helpers/http.js';
@@ -12,14 +12,14 @@ import { KNOWN_CONFLICT_HEADER } from '../server/embedded/front.js';
 let server: EmbeddedTestServer;
 const DB = 'conflicts';
 
-before(async () => {
+beforeAll(async () => {
   server = await startEmbeddedTestServer();
   assert.equal((await rawRequest(server.url, 'PUT', `/${DB}`, { auth: server.admin })).status, 201);
   // Refuses documents marked bad, as a token pool's validate function refuses malformed tokens.
   const validate = "function (newDoc) { if (newDoc.bad) throw({ forbidden: 'bad document' }); }";
   assert.equal((await put(`_design/rules`, { validate_doc_update: validate })).status, 201);
 });
-after(async () => server?.stop());
+afterAll(async () => server?.stop());
 
 function put(id: string, doc: object, query = ''): Promise<Reply> {
   return rawRequest(server.url, 'PUT', `/${DB}/${id}${query}`, { auth: server.admin, body: JSON.stringify(doc) });

@@ -2,18 +2,18 @@
  * Creating and deleting a database while requests on it are in flight. The engine (PouchDB) leaves
  * such a request unanswered for ever; the front must give every one of them an answer.
  */
-import { test, before, after } from 'node:test';
+import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { startEmbeddedTestServer, type EmbeddedTestServer } from './helpers/server.js';
 import { rawRequest } from './helpers/http.js';
 
 let server: EmbeddedTestServer;
 
-before(async () => {
+beforeAll(async () => {
   server = await startEmbeddedTestServer();
 });
 
-after(async () => {
+afterAll(async () => {
   await server?.stop();
 });
 

@@ -4,7 +4,7 @@
  * paths. After each batch the engine must not have been restarted (the guard refused what would crash
  * it) and the server must still answer. Also: a killed engine is restarted and keeps its data.
  */
-import { test, before, after } from 'node:test';
+import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -167,7 +167,7 @@ async function seed(db: string): Promise<void> {
   await rawRequest(server.url, 'PUT', `/${db}/_local/l1`, { ...admin, body: '{"x":1}' });
 }
 
-before(async () => {
+beforeAll(async () => {
   server = await startEmbeddedTestServer();
   const admin = { auth: server.admin };
   await seed(DB);
@@ -183,7 +183,7 @@ before(async () => {
   await rawRequest(server.url, 'PUT', `/${DB}/_security`, { ...admin, body: JSON.stringify({ admins: { names: [], roles: [] }, members: { names: [], roles: ['members'] } }) });
 });
 
-after(async () => {
+afterAll(async () => {
   await server?.stop();
 });
 

@@ -3,7 +3,7 @@
  * source that is no function refused with its reason, and a function that never ends stopped without
  * harming the other views' functions.
  */
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { MapSandbox } from '../server/embedded/map-sandbox.js';
 

@@ -2,7 +2,7 @@
  * Stored reductions: the front's answers to reduced view queries must equal the engine's own answers
  * (queried directly, bypassing the front) on mixed data, through updates, deletes and design changes.
  */
-import { test, before, after } from 'node:test';
+import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import type { EmbeddedTestServer } from './helpers/server.js';
 import { rawRequest } from './helpers/http.js';
@@ -85,12 +85,12 @@ function compareAll(label: string): Promise<void> {
   return fe.compareAll(label, queries, STORED_REDUCE_HEADER);
 }
 
-before(async () => {
+beforeAll(async () => {
   fe = await frontAndEngine(DB, [{ _id: '_design/pool', views: VIEWS }, { _id: 'not-a-token', type: 'other' }, ...Array.from({ length: 600 }, (_, n) => token(n))]);
   server = fe.server;
 });
 
-after(async () => {
+afterAll(async () => {
   await server?.stop();
 });
 

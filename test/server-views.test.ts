@@ -3,7 +3,7 @@
  * ranges, limit/skip, descending, include_docs) must equal the engine's own answers (queried directly,
  * bypassing the front), through updates and deletes, and keep access control.
  */
-import { test, before, after } from 'node:test';
+import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import type { EmbeddedTestServer } from './helpers/server.js';
 import { rawRequest } from './helpers/http.js';
@@ -84,12 +84,12 @@ function compareAll(label: string): Promise<void> {
   return fe.compareAll(label, queries, STORED_VIEW_HEADER);
 }
 
-before(async () => {
+beforeAll(async () => {
   fe = await frontAndEngine(DB, [{ _id: '_design/pool', views: VIEWS }, { _id: 'meta', type: 'other', note: 'linked' }, ...Array.from({ length: 400 }, (_, n) => token(n))]);
   server = fe.server;
 });
 
-after(async () => {
+afterAll(async () => {
   await server?.stop();
 });
 

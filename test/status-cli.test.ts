@@ -1,5 +1,5 @@
 /** `tokenpool status` and `tokenpool failures` end to end: real CLI, real embedded server, real views. */
-import { test, before, after } from 'node:test';
+import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { startTestServer, type TestServer } from './helpers/server.js';
@@ -16,7 +16,7 @@ let pool: Pool;
 let seeded: Seeded;
 let env: NodeJS.ProcessEnv;
 
-before(async () => {
+beforeAll(async () => {
   server = await startTestServer();
   dbUrl = server.newDbUrl('status');
   pool = server.adminPool(dbUrl);
@@ -24,7 +24,7 @@ before(async () => {
   env = { TOKENPOOL_USER: server.admin.name, TOKENPOOL_PASSWORD: server.admin.password };
 });
 
-after(async () => {
+afterAll(async () => {
   await server?.stop();
 });
 
@@ -103,7 +103,7 @@ test('failures groups by reason with a log tail and the reset command', async ()
 });
 
 test('status --watch prints again when a token changes, and stops on SIGINT', async () => {
-  const child = spawn(process.execPath, [CLI, 'status', '--db', dbUrl, '--obsid', 'L100001', '--step', 'avg', '--watch', '--json'], {
+  const child = spawn(process.execPath, [...CLI, 'status', '--db', dbUrl, '--obsid', 'L100001', '--step', 'avg', '--watch', '--json'], {
     env: { ...process.env, ...env, TOKENPOOL_LOG_JSON: '1' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -3,7 +3,7 @@
  * when the pool is drained; `--once` rounds keep no state of their own (a restart sees the pilots it
  * queued before, through the submission records and squeue).
  */
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';

@@ -5,7 +5,7 @@
  * server. No secret may appear in the submit tool's argv, the JDL, or `ps` while pilots run.
  * pilot.sh without any Node.js exits with its documented code and says what to install.
  */
-import { test, before, after } from 'node:test';
+import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -21,12 +21,12 @@ let server: TestServer;
 let dir: string;
 let bundle: string;
 
-before(async () => {
+beforeAll(async () => {
   server = await startTestServer();
   dir = tempDir('grid');
   bundle = buildBundle(dir);
 });
-after(async () => {
+afterAll(async () => {
   await server?.stop();
   fs.rmSync(dir, { recursive: true, force: true });
 });

@@ -1,5 +1,5 @@
 /** What submission reads and writes as text: squeue JSON of several Slurm versions, time limits, job ids, templates. */
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import { countTasks, parseSlurmDuration, parseSqueueJson } from '../server/slurm.js';
 import { parseJobIds } from '../scripts/commands/submit-grid.js';

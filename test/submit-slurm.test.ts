@@ -4,7 +4,7 @@
  * signal to its batch shell, or by the walltime warning (--signal=B:TERM@grace) puts its token back.
  * No secret in the batch script Slurm stores or in ps.
  */
-import { test } from 'node:test';
+import { test } from 'vitest';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';

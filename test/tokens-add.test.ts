@@ -3,7 +3,7 @@
  * sites are added twice (each token created once); every bad input is refused with its line or
  * field named, a non-zero exit, and nothing written.
  */
-import { test, before, after } from 'node:test';
+import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -15,7 +15,7 @@ import type { Pool } from '../server/client.js';
 import { initDatabase } from '../server/setup.js';
 import { inputFilesOf, validateToken, type Token } from '../server/token.js';
 
-const FIXTURES = fileURLToPath(new URL('../../test/fixtures/', import.meta.url));
+const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
 const surls = (name: string) => path.join(FIXTURES, 'surls', name);
 const spec = (name: string) => path.join(FIXTURES, 'specs', name);
 
@@ -23,13 +23,13 @@ let server: TestServer;
 let tmp: string;
 let env: NodeJS.ProcessEnv;
 
-before(async () => {
+beforeAll(async () => {
   server = await startTestServer();
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tokenpool-add-test-'));
   env = { TOKENPOOL_CREDENTIALS: server.adminCredentialsFile() };
 });
 
-after(async () => {
+afterAll(async () => {
   await server?.stop();
   fs.rmSync(tmp, { recursive: true, force: true });
 });
@@ -112,6 +112,55 @@ test('a YAML spec and NDJSON on stdin create the tokens they describe', async ()
   assert.equal(n.code, 0, n.stderr);
   assert.match(n.stdout, /created 3/);
   assert.equal(((await pool.db.get('L229507_cal1_SB002')) as Token).requirements.cores, 2);
+});
+
+test('files without a flag: a SURL list, a YAML spec and NDJSON are told apart by their content and written together', async () => {
+  const { dbUrl, pool } = await freshPool();
+  // Extensions that say nothing: only the content tells the kind.
+  const files = [surls('sara-L229507.txt'), spec('target.yaml'), spec('tokens.ndjson')].map((from, i) => {
+    const to = path.join(tmp, `input-${i}.dat`);
+    fs.copyFileSync(from, to);
+    return to;
+  });
+  const bad = path.join(tmp, 'input-bad.dat');
+  fs.writeFileSync(bad, '{"observation": "L229507", "step": "cal1", "subbands": [7]}\n{"observation": "X1", "step": "cal1", "subbands": [8]}\n');
+
+  const refused = await runCli(['tokens', 'add', ...files, bad, '--step', 'cal1', '--db', dbUrl], { env });
+  assert.equal(refused.code, 2, refused.stderr);
+  assert.match(refused.stderr, /input-bad\.dat: line 2: token X1_cal1_SB008: obsid/);
+  assert.equal((await tokens(pool)).length, 0, 'one bad file: nothing written');
+
+  const r = await runCli(['tokens', 'add', ...files, '--step', 'cal1', '--db', dbUrl, '--json'], { env });
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(JSON.parse(r.stdout).created, 20 + 2 + 3);
+  const all = await tokens(pool);
+  assert.equal(all.filter((t) => t.step === 'cal1' && t.input.length === 1).length, 20, 'the SURL list');
+  assert.ok(all.some((t) => t._id === 'L229507_target1_SB110-119'), 'the YAML spec');
+  assert.equal(((await pool.db.get('L229507_cal1_SB002')) as Token).requirements.cores, 2, 'the NDJSON');
+
+  const stdin = await runCli(['tokens', 'add', '-', '--step', 'cal1', '--db', dbUrl, '--json'], { env, input: fs.readFileSync(surls('poznan-L555005.txt'), 'utf8') });
+  assert.equal(stdin.code, 0, stdin.stderr);
+  assert.equal(JSON.parse(stdin.stdout).created, 10, 'a SURL list on stdin');
+});
+
+test('usage errors name the flag, suggest the close one and show the example that fits; exported TOKENPOOL_* settings of other verbs are no unknown flags', async () => {
+  const typo = await runCli(['tokens', 'add', '--sruls', 'x.txt', '--step', 'cal1']);
+  assert.equal(typo.code, 2);
+  assert.match(typo.stderr, /^error: Unknown argument: sruls\n  did you mean --surls\?\nexample: tokenpool tokens add --surls L229507\.txt --step cal1 --group 10\nall options: tokenpool tokens add --help\n$/);
+
+  const missing = await runCli(['db', 'user', 'add', 'pilot', '--out', 'pilot.json']);
+  assert.equal(missing.code, 2);
+  assert.match(missing.stderr, /error: Missing required argument: role\nexample: tokenpool db user add pilot --role agent/);
+
+  const none = await runCli(['tokens']);
+  assert.equal(none.code, 2);
+  assert.match(none.stdout + none.stderr, /tokenpool tokens add[\s\S]*error: Name a tokens subcommand/);
+
+  // TOKENPOOL_DB is exported for the other verbs (the README's flow); `server` does not take it, and does not name it.
+  const bogus = await runCli(['server', '--port', '0', '--data', path.join(tmp, 'server-data'), '--in-memory', '--bogus'], { env: { TOKENPOOL_DB: 'http://127.0.0.1:5984/lofar' } });
+  assert.equal(bogus.code, 2);
+  assert.match(bogus.stderr, /Unknown argument: bogus/);
+  assert.doesNotMatch(bogus.stderr, /\bdb\b/);
 });
 
 test('bad input is refused with the line or field named, a non-zero exit, and nothing written', async () => {

@@ -2,7 +2,7 @@
  * list, show, reset, delete and attach against a real embedded server, including a reset that
  * races an agent's write (409) and deletion rights.
  */
-import { test, before, after } from 'node:test';
+import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -16,19 +16,19 @@ import { newToken, nowSeconds, type Token } from '../server/token.js';
 import { updateTokens } from '../server/tokens/update.js';
 import { resetToken } from '../server/tokens/reset.js';
 
-const FIXTURES = fileURLToPath(new URL('../../test/fixtures/', import.meta.url));
+const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
 
 let server: TestServer;
 let tmp: string;
 let env: NodeJS.ProcessEnv;
 
-before(async () => {
+beforeAll(async () => {
   server = await startTestServer();
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tokenpool-manage-test-'));
   env = { TOKENPOOL_CREDENTIALS: server.adminCredentialsFile() };
 });
 
-after(async () => {
+afterAll(async () => {
   await server?.stop();
   fs.rmSync(tmp, { recursive: true, force: true });
 });

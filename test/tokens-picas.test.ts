@@ -4,7 +4,7 @@
  * a pool, PiCaS's Monitor views count them, `tokens adopt` upgrades them in place, and a real
  * `tokenpool agent` then processes them.
  */
-import { test, before, after } from 'node:test';
+import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -25,12 +25,12 @@ let server: TestServer;
 let dir: string;
 const agents: AgentProcess[] = [];
 
-before(async () => {
+beforeAll(async () => {
   server = await startTestServer();
   dir = tempDir('picas');
 });
 
-after(async () => {
+afterAll(async () => {
   for (const a of agents) killAgent(a);
   await server?.stop();
   fs.rmSync(dir, { recursive: true, force: true });

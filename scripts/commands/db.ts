@@ -4,7 +4,7 @@ import { dbInitCommand } from './db-init.js';
 import { dbUserCommand } from './db-user.js';
 
 export const dbCommand: CommandModule = {
-  command: 'db <command>',
+  command: 'db',
   describe: 'Set up a pool: create the database and design documents, manage users',
   builder: (y: Argv) => y.command(dbInitCommand).command(dbUserCommand).demandCommand(1, 'Name a subcommand: init or user.'),
   handler: () => undefined,

@@ -30,7 +30,7 @@ export function commonSubmitOptions<T>(y: Argv<T>): Argv<T & CommonSubmitArgs> {
     .option('cpus', { type: 'number', default: 1, describe: 'Cores per pilot' })
     .option('idle-exit', { type: 'number', default: 60, describe: 'A pilot exits after this many seconds with nothing to claim' })
     .option('job-name', { type: 'string', describe: 'Job name (default: tokenpool-<database>)' })
-    .option('bundle', { type: 'string', default: DEFAULT_BUNDLE, describe: 'The self-contained agent (npm run bundle builds it)' })
+    .option('bundle', { type: 'string', default: DEFAULT_BUNDLE, describe: 'The self-contained agent (built with the project; built on demand in a checkout)' })
     .option('dry-run', { type: 'boolean', default: false, describe: 'Print what would be submitted; submit nothing' }) as unknown as Argv<T & CommonSubmitArgs>;
 }
 

@@ -15,6 +15,7 @@ import { newSubmission, saveSubmission, type Submission } from '../../server/sub
 import { redactText } from '../../server/redact.js';
 import { printJson, printLine } from '../output.js';
 import { jdlString, PILOT_SCRIPT, readTemplate, renderTemplate, shQuote } from './submit-template.js';
+import { agentBundle } from './agent-bundle.js';
 import { batchClientEnv, type PilotCredentials } from './submit-credentials.js';
 import { commonSubmitOptions, prepareSubmission, type CommonSubmitArgs } from './submit-common.js';
 
@@ -46,8 +47,7 @@ export function stageGridSubmission(args: GridArgs, creds: PilotCredentials, age
   if (limit === null || limit <= 0) throw new InputError(`--time ${args.time} is not a time limit`, 'Use minutes, HH:MM:SS or D-HH:MM:SS, e.g. --time 24:00:00');
   if (!Number.isInteger(args.cpus) || args.cpus < 1) throw new InputError(`--cpus must be a positive whole number, got ${args.cpus}`);
   if (!Number.isInteger(count) || count < 1) throw new InputError(`--count must be a positive whole number, got ${count}`);
-  const bundle = path.resolve(args.bundle);
-  if (!fs.existsSync(bundle)) throw new InputError(`the agent bundle not found: ${bundle}`, 'Build it with: npm run bundle, or pass --bundle FILE.');
+  const bundle = agentBundle(args.bundle);
   const jobName = args.jobName ?? 'tokenpool-pilot';
   // The grid sends no warning before its wall-clock limit: stop claiming a little before it.
   const maxTime = Math.max(60, limit - Math.min(600, Math.floor(limit / 10)));

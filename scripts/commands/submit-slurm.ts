@@ -14,6 +14,7 @@ import { newSubmission, saveSubmission, type Submission } from '../../server/sub
 import { redactText } from '../../server/redact.js';
 import { printJson, printLine } from '../output.js';
 import { PILOT_SCRIPT, readTemplate, renderTemplate, shQuote } from './submit-template.js';
+import { agentBundle } from './agent-bundle.js';
 import { batchClientEnv, type PilotCredentials } from './submit-credentials.js';
 import { runAutopilot } from './submit-auto.js';
 import { commonSubmitOptions, prepareSubmission, type CommonSubmitArgs } from './submit-common.js';
@@ -73,8 +74,7 @@ export function slurmPlan(args: SlurmArgs, creds: PilotCredentials, agentArgs: r
     if (!/^--?[A-Za-z]/.test(o)) throw new InputError(`--sbatch-option "${o}" is not an sbatch option`, 'Example: --sbatch-option=--qos=long');
     if (/^--wrap\b/.test(o)) throw new InputError('--sbatch-option --wrap is not allowed: the pilot script is the job');
   }
-  const bundle = path.resolve(args.bundle);
-  checkFile(bundle, 'the agent bundle', 'Build it with: npm run bundle, or pass --bundle FILE.');
+  const bundle = agentBundle(args.bundle);
   checkFile(PILOT_SCRIPT, 'jdl/pilot.sh', 'Reinstall tokenpool: the pilot script is part of it.');
   const jobName = args.jobName ?? `tokenpool-${dbName.replace(/[^A-Za-z0-9_.-]/g, '_')}`;
   const maxTime = Math.max(60, limit - args.signalGrace);

@@ -5,20 +5,17 @@
  * A value with a line break is refused: it could add an #SBATCH line or a JDL attribute.
  */
 import fs from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { InputError } from '../../server/errors.js';
+import { PROJECT_ROOT } from '../../server/own-module.js';
 
 type Value = string | number | null | undefined;
 export type TemplateValues = Record<string, Value | readonly string[]>;
 
-/** Where tokenpool is installed: dist/scripts/commands/ is three levels below. */
-const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-
-export const PILOT_SCRIPT = `${ROOT}jdl/pilot.sh`;
-export const DEFAULT_BUNDLE = `${ROOT}dist/tokenpool-agent.mjs`;
+export const PILOT_SCRIPT = `${PROJECT_ROOT}jdl/pilot.sh`;
+export const DEFAULT_BUNDLE = `${PROJECT_ROOT}dist/tokenpool-agent.mjs`;
 
 export function readTemplate(name: 'pilot.sbatch' | 'pilot.jdl'): string {
-  return fs.readFileSync(`${ROOT}jdl/${name}`, 'utf8');
+  return fs.readFileSync(`${PROJECT_ROOT}jdl/${name}`, 'utf8');
 }
 
 export function renderTemplate(template: string, values: TemplateValues): string {

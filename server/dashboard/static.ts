@@ -1,8 +1,13 @@
-/** The page's built assets (built from server/dashboard/web by `npm run build:web` into dist/web/dashboard) and its HTML shell. */
+/**
+ * The page's assets and its HTML shell. Built, they come from dist/web/dashboard (`npm run build:web`);
+ * run from the sources, esbuild bundles them in memory on first use, as build:web would.
+ */
 import fs from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { PROJECT_ROOT, RUNNING_FROM_SOURCES } from '../own-module.js';
 
-const ASSET_DIR = fileURLToPath(new URL('../../web/dashboard/', import.meta.url));
+const ASSET_DIR = path.join(PROJECT_ROOT, 'dist', 'web', 'dashboard');
 const TYPES: Record<string, string> = { '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8' };
 const cache = new Map<string, Buffer>();
 
@@ -15,16 +20,32 @@ export interface Asset {
 export function asset(name: string): Asset | null {
   const ext = name.slice(name.lastIndexOf('.'));
   if (!['app.js', 'app.css'].includes(name)) return null;
-  let body = cache.get(name);
-  if (!body) {
+  if (cache.size === 0) loadAssets();
+  return { body: cache.get(name)!, type: TYPES[ext]! };
+}
+
+function loadAssets(): void {
+  if (RUNNING_FROM_SOURCES) {
+    const esbuild = createRequire(import.meta.url)('esbuild') as typeof import('esbuild');
+    const built = esbuild.buildSync({
+      entryPoints: [path.join(PROJECT_ROOT, 'server', 'dashboard', 'web', 'src', 'main.ts')],
+      bundle: true,
+      format: 'esm',
+      target: 'es2020',
+      write: false,
+      outdir: 'out',
+      logLevel: 'silent',
+    });
+    for (const file of built.outputFiles) cache.set(`app${path.extname(file.path)}`, Buffer.from(file.contents));
+    return;
+  }
+  for (const name of ['app.js', 'app.css']) {
     try {
-      body = fs.readFileSync(ASSET_DIR + name);
+      cache.set(name, fs.readFileSync(path.join(ASSET_DIR, name)));
     } catch {
       throw new Error(`dashboard asset ${name} is missing from ${ASSET_DIR}: run \`npm run build\``);
     }
-    cache.set(name, body);
   }
-  return { body, type: TYPES[ext]! };
 }
 
 function escapeHtml(s: string): string {

@@ -30,6 +30,8 @@ export interface FrontOptions {
 
 const ANONYMOUS: UserCtx = { name: null, roles: [] };
 const SESSION_TTL_MS = 30_000;
+/** The CouchDB API level the embedded server speaks, and who serves it. */
+const WELCOME = { couchdb: 'Welcome', version: '3.5.0', vendor: { name: 'tokenpool embedded server' }, features: [] as string[] };
 const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer'];
 /** A POST to _changes carries a filter (doc_ids, selector): small. */
 const MAX_FEED_BODY = 8 * 1024 * 1024;
@@ -105,6 +107,12 @@ export class Front {
       // CouchDB's health check for load balancers and start scripts: open to all, no engine round trip.
       drain(req);
       sendJson(res, 200, { status: 'ok', seeds: {} });
+      return;
+    }
+    if ((method === 'GET' || method === 'HEAD') && /^\/(\?|$)/.test(url)) {
+      // Clients (picasclient's couchdb module, Fauxton-style checks) accept a server that welcomes them as CouchDB does.
+      drain(req);
+      sendJson(res, 200, WELCOME);
       return;
     }
     const user = await this.userOf(req);

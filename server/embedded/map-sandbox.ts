@@ -5,7 +5,8 @@
  * a batch that takes longer than BATCH_TIMEOUT_MS ends the thread (a new one serves the next batch).
  * Unlike a vm timeout, which starts a watchdog thread per call, this costs one message per batch.
  */
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { ownWorker } from '../own-module.js';
 import type { MapReply, MapRequest } from './map-worker.js';
 
 /** One emitted row, as JSON text of [key, value] so nothing from the sandbox's realm leaks out. */
@@ -54,7 +55,7 @@ class MapThread {
 
   private ensureWorker(): Worker {
     if (this.worker) return this.worker;
-    const worker = new Worker(new URL('./map-worker.js', import.meta.url));
+    const worker = ownWorker('./map-worker', import.meta.url);
     worker.on('message', (reply: MapReply) => {
       const waiting = this.calls.get(reply.call);
       if (!waiting) return;

@@ -1,10 +1,10 @@
 /** Keeps one engine child process alive: starts it, waits for its port, restarts it when it dies. */
 import { fork, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import type { Logger } from '../log.js';
+import { ownModule } from '../own-module.js';
 import type { EngineMessage, EngineOptions } from './engine.js';
 
-const ENGINE_MAIN = fileURLToPath(new URL('./engine.js', import.meta.url));
+const ENGINE = ownModule('./engine', import.meta.url);
 
 export class EngineSupervisor {
   private child: ChildProcess | null = null;
@@ -33,7 +33,8 @@ export class EngineSupervisor {
   private spawn(): Promise<number> {
     this.generation++;
     return new Promise((resolve, reject) => {
-      const child = fork(ENGINE_MAIN, [], {
+      const child = fork(ENGINE.file, [], {
+        execArgv: ENGINE.execArgv,
         env: { ...process.env, TOKENPOOL_ENGINE_OPTIONS: JSON.stringify(this.opts) },
         stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
       });

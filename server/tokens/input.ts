@@ -49,3 +49,20 @@ export function parseNdjson(text: string): { specs: LocatedSpec[]; problems: { w
   });
   return { specs, problems };
 }
+
+export type InputKind = 'surls' | 'spec' | 'ndjson';
+
+/**
+ * What a file given without a flag holds, judged by its content: lines of URLs are a SURL list, lines
+ * that each open a JSON object are NDJSON, anything else is a JSON or YAML spec. (A one-line JSON
+ * object reads the same either way.)
+ */
+export function detectInputKind(text: string): InputKind {
+  const lines = text
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'));
+  if (lines.length && lines.every((l) => /^[a-z][a-z0-9+.-]*:\/\/\S+$/i.test(l))) return 'surls';
+  if (lines.length && lines.every((l) => l.startsWith('{') && l.endsWith('}'))) return 'ndjson';
+  return 'spec';
+}

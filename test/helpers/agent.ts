@@ -57,7 +57,7 @@ let agentsStarted = 0;
 export function startAgent(tp: TestPool, args: string[], env: NodeJS.ProcessEnv = {}): AgentProcess {
   const nodes = tp.nodeUrls ?? [tp.dbUrl];
   const dbUrl = nodes[agentsStarted++ % nodes.length]!;
-  const child = spawn(process.execPath, [CLI, 'agent', '--db', dbUrl, '--credentials', tp.credentials, '--jitter', '0', ...args], {
+  const child = spawn(process.execPath, [...CLI, 'agent', '--db', dbUrl, '--credentials', tp.credentials, '--jitter', '0', ...args], {
     env: { ...process.env, TOKENPOOL_LOG_JSON: '1', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -1,8 +1,9 @@
 /** Runs the real `tokenpool` CLI as a child process and captures what a user would see. */
 import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { nodeArgs, ownModule } from '../../server/own-module.js';
 
-export const CLI = fileURLToPath(new URL('../../scripts/cli.js', import.meta.url));
+/** Node's arguments that run the `tokenpool` CLI (from the sources through tsx under vitest). */
+export const CLI = nodeArgs(ownModule('../../scripts/cli', import.meta.url));
 
 export interface CliResult {
   code: number | null;
@@ -12,7 +13,7 @@ export interface CliResult {
 
 export function runCli(args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string; timeoutMs?: number } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
+    const child = spawn(process.execPath, [...CLI, ...args], {
       env: { ...process.env, TOKENPOOL_LOG_JSON: '1', ...opts.env },
       stdio: ['pipe', 'pipe', 'pipe'],
     });

@@ -2,13 +2,13 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { RoleName } from '../../server/security.js';
 import { generatePassword, upsertUser, writeCredentialsFile } from '../../server/users.js';
 import type { TestPool } from './agent.js';
 
-/** The repository (dist/test/helpers/ is three levels below). */
-export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+import { PROJECT_ROOT as ROOT } from '../../server/own-module.js';
+
+export { ROOT };
 export const PILOT_SH = path.join(ROOT, 'jdl', 'pilot.sh');
 
 /** Builds the self-contained agent into `dir` with the project's bundle script; returns its path. */

@@ -13,6 +13,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { startEmbeddedServer, type EmbeddedServer } from '../../server/embedded/index.js';
 import { createLogger } from '../../server/log.js';
+import { RUN_MARK } from '../setup/leftovers.js';
 import { basicAuth, openPool, type Credentials, type Pool } from '../../server/client.js';
 
 export type BackendKind = 'embedded' | 'couchdb' | 'cluster';
@@ -220,8 +221,10 @@ async function couchDbNode(kind: 'couchdb' | 'cluster', i: number, action: 'stop
   throw new Error(`cluster node ${i + 1} (pid ${pid}) did not stop within 30 s`);
 }
 
+/** Runs a CouchDB test kit script. A node it restarts outlives the test run, so it does not carry the run's mark (test/setup/leftovers.ts). */
 function run(file: string, args: string[]): Promise<void> {
+  const { [RUN_MARK]: _mark, ...env } = process.env;
   return new Promise((resolve, reject) => {
-    execFile(file, args, { timeout: 120_000 }, (err, _stdout, stderr) => (err ? reject(new Error(`${file} ${args.join(' ')}: ${err.message}\n${stderr.slice(-2000)}`)) : resolve()));
+    execFile(file, args, { timeout: 120_000, env }, (err, _stdout, stderr) => (err ? reject(new Error(`${file} ${args.join(' ')}: ${err.message}\n${stderr.slice(-2000)}`)) : resolve()));
   });
 }

@@ -1,5 +1,5 @@
 /** What the real-Slurm submission tests share: an embedded server, a Slurm cluster, the pilot bundle, pools with a pilot account. */
-import { before, after } from 'node:test';
+import { afterAll, beforeAll } from 'vitest';
 import fs from 'node:fs';
 import path from 'node:path';
 import { startTestServer, type TestServer } from './server.js';
@@ -40,12 +40,12 @@ export function slurmSubmitFixture(name: string): SlurmSubmitFixture {
       ];
     },
   } as SlurmSubmitFixture;
-  before(async () => {
+  beforeAll(async () => {
     fx.dir = tempDir(name);
     fx.bundle = buildBundle(fx.dir);
     [fx.server, fx.slurm] = await Promise.all([startTestServer(), startSlurm()]);
   });
-  after(async () => {
+  afterAll(async () => {
     await fx.slurm?.stop();
     await fx.server?.stop();
     if (fx.dir) fs.rmSync(fx.dir, { recursive: true, force: true });

@@ -4,12 +4,13 @@ import { poolFromArgs, withPoolOptions, type PoolArgs } from '../../../server/po
 import { printJson, printLine } from '../../output.js';
 import { InputError } from '../../../server/errors.js';
 import { redactText } from '../../../server/redact.js';
-import { parseNdjson, parseSpecFile, readText } from '../../../server/tokens/input.js';
+import { detectInputKind, parseNdjson, parseSpecFile, readText, type InputKind } from '../../../server/tokens/input.js';
 import { planFromSpecs, planFromSurlList, type Problem, type TokenDefaults, type TokenPlan } from '../../../server/tokens/plan.js';
 import { createTokens, DEFAULT_CHUNK } from '../../../server/tokens/write.js';
 import { progressBar } from './progress-bar.js';
 
 interface AddArgs extends PoolArgs {
+  files?: string[];
   surls?: string;
   spec?: string;
   ndjson?: string;
@@ -31,10 +32,11 @@ interface AddArgs extends PoolArgs {
 const SHOWN_PROBLEMS = 20;
 
 export const addCommand: CommandModule<object, AddArgs> = {
-  command: 'add',
+  command: 'add [files..]',
   describe: 'Create tokens from an LTA SURL list, a JSON/YAML spec or NDJSON (existing tokens are left alone)',
   builder: (y: Argv) =>
     withPoolOptions(y)
+      .positional('files', { type: 'string', array: true, describe: 'SURL lists, JSON/YAML specs or NDJSON files, recognised by their content ("-" reads stdin)' })
       .option('surls', { type: 'string', describe: 'A SURL list: one srm:// (or https://, file://) URL per line, # comments' })
       .option('spec', { type: 'string', describe: 'A JSON or YAML token spec (one object or a list); see docs/tokens.md' })
       .option('ndjson', { type: 'string', nargs: 1, describe: 'NDJSON token specs, one per line; "-" reads stdin' })
@@ -51,8 +53,11 @@ export const addCommand: CommandModule<object, AddArgs> = {
       .option('dry-run', { type: 'boolean', default: false, describe: 'Check the input and report, write nothing' })
       .option('chunk-size', { type: 'number', default: DEFAULT_CHUNK, describe: 'Tokens per _bulk_docs request' })
       .check((a) => {
-        const sources = ['surls', 'spec', 'ndjson'].filter((k) => a[k] !== undefined);
-        if (sources.length !== 1) throw new InputError('give exactly one of --surls FILE, --spec FILE or --ndjson FILE|-');
+        const flags = ['surls', 'spec', 'ndjson'].filter((k) => a[k] !== undefined).length;
+        const files = positionalFiles(a.files as string[] | undefined);
+        if (flags + (files.length ? 1 : 0) !== 1) {
+          throw new InputError('give the input once: files (tokens add FILE…, kinds told by content), or exactly one of --surls FILE, --spec FILE or --ndjson FILE|-');
+        }
         for (const k of ['group', 'priority', 'max-attempts', 'chunk-size'] as const) {
           const v = a[k];
           if (v !== undefined && (!Number.isInteger(v) || (k !== 'priority' && (v as number) < 1))) {
@@ -64,7 +69,8 @@ export const addCommand: CommandModule<object, AddArgs> = {
         }
         return true;
       })
-      .example('$0 tokens add --surls L229507.txt --step cal1 --group 10', 'One token per 10 subbands')
+      .example('$0 tokens add L229507.txt --step cal1 --group 10', 'One token per 10 subbands of a SURL list')
+      .example('$0 tokens add --surls L229507.txt --step cal1 --group 10', 'The same, saying what the file is')
       .example('$0 tokens add --spec targets.yaml', 'Tokens described in a spec file')
       .example('generate | $0 tokens add --ndjson -', 'Tokens from another program') as unknown as Argv<AddArgs>,
   handler: async (args) => {
@@ -120,19 +126,63 @@ export const addCommand: CommandModule<object, AddArgs> = {
   },
 };
 
-function buildPlan(args: AddArgs, defaults: TokenDefaults): { plan: TokenPlan; source: string } {
-  if (args.surls !== undefined) {
-    return { plan: planFromSurlList(readText(args.surls, 'SURL list'), defaults, { allowMixed: args['allow-mixed'] }), source: args.surls };
-  }
-  if (args.spec !== undefined) {
-    return { plan: planFromSpecs(parseSpecFile(readText(args.spec, 'spec file'), args.spec), defaults), source: args.spec };
-  }
-  const name = args.ndjson === '-' ? 'stdin' : args.ndjson!;
-  const { specs, problems } = parseNdjson(readText(args.ndjson!, 'NDJSON file'));
+interface Input {
+  file: string;
+  kind: InputKind;
+  text: string;
+}
+
+const WHAT: Record<InputKind, string> = { surls: 'SURL list', spec: 'spec file', ndjson: 'NDJSON file' };
+
+/** The files given without a flag, "-" (stdin) last: yargs drops a bare "-" from positionals, so it is looked for in argv. */
+function positionalFiles(files: string[] | undefined): string[] {
+  const stdin = process.argv.some((arg, i) => arg === '-' && process.argv[i - 1] !== '--ndjson');
+  return [...(files ?? []), ...(stdin ? ['-'] : [])];
+}
+
+/** The input named by a flag, or the files given without one (read once: "-" is stdin), each of the kind its content tells. */
+function inputsOf(args: AddArgs): Input[] {
+  const flag = (['surls', 'spec', 'ndjson'] as const).find((k) => args[k] !== undefined);
+  if (flag) return [{ file: args[flag]!, kind: flag, text: readText(args[flag]!, WHAT[flag]) }];
+  return positionalFiles(args.files).map((file) => {
+    const text = readText(file, 'input');
+    return { file, kind: detectInputKind(text), text };
+  });
+}
+
+function planOne({ file, kind, text }: Input, args: AddArgs, defaults: TokenDefaults): TokenPlan {
+  if (kind === 'surls') return planFromSurlList(text, defaults, { allowMixed: args['allow-mixed'] });
+  if (kind === 'spec') return planFromSpecs(parseSpecFile(text, file), defaults);
+  const { specs, problems } = parseNdjson(text);
   const plan = planFromSpecs(specs, defaults);
   // Keep line order in the report: JSON errors and spec errors interleave.
   plan.problems = [...problems, ...plan.problems].sort((a, b) => lineOf(a) - lineOf(b));
-  return { plan, source: name };
+  return plan;
+}
+
+/** Every input judged before anything is written; with several inputs, problems name their file. */
+function buildPlan(args: AddArgs, defaults: TokenDefaults): { plan: TokenPlan; source: string } {
+  const inputs = inputsOf(args);
+  const name = (file: string) => (file === '-' ? 'stdin' : file);
+  if (inputs.length === 1) return { plan: planOne(inputs[0]!, args, defaults), source: name(inputs[0]!.file) };
+  const merged: TokenPlan = { tokens: [], problems: [], fatal: [], duplicates: 0 };
+  const seen = new Map<string, string>();
+  for (const input of inputs) {
+    const plan = planOne(input, args, defaults);
+    const located = (p: Problem): Problem => ({ where: `${name(input.file)}: ${p.where}`, message: p.message });
+    merged.problems.push(...plan.problems.map(located));
+    merged.fatal.push(...plan.fatal.map(located));
+    merged.duplicates += plan.duplicates;
+    for (const token of plan.tokens) {
+      const first = seen.get(token._id);
+      if (first === undefined) {
+        seen.set(token._id, JSON.stringify(token));
+        merged.tokens.push(token);
+      } else if (first === JSON.stringify(token)) merged.duplicates++;
+      else merged.problems.push({ where: name(input.file), message: `token ${token._id} is also made, differently, by an earlier input` });
+    }
+  }
+  return { plan: merged, source: inputs.map((i) => name(i.file)).join(', ') };
 }
 
 function lineOf(p: Problem): number {

@@ -17,7 +17,7 @@ import { conflictsCommand } from './conflicts.js';
 export const tokenSubcommands: CommandModule<any, any>[] = [addCommand, listCommand, showCommand, resetCommand, deleteCommand, attachCommand, scrubCommand, conflictsCommand, adoptCommand];
 
 export const tokensCommand: CommandModule = {
-  command: 'tokens <command>',
+  command: 'tokens',
   describe: 'Create, list, show, reset, delete tokens, attach files to them, adopt PiCaS tokens',
   builder: (y: Argv) => y.command(tokenSubcommands).demandCommand(1, 'Name a tokens subcommand; see the list above.'),
   handler: () => undefined,

@@ -40,7 +40,8 @@ export default defineConfig({
     testTimeout: 180_000,
     hookTimeout: 120_000,
     teardownTimeout: 60_000,
-    reporters: process.env.CI ? ['default', 'junit'] : ['default'],
-    outputFile: { junit: 'test-artifacts/junit.xml' },
+    // CI also keeps JUnit XML and vitest's JSON (test/setup/install-and-test.sh prints its closing counts from it).
+    reporters: process.env.CI ? ['default', 'junit', 'json'] : ['default'],
+    outputFile: { junit: 'test-artifacts/junit.xml', json: 'test-artifacts/vitest.json' },
   },
 });

@@ -41,10 +41,15 @@ elif [ "${#kit[@]}" -eq 0 ]; then
 fi
 
 npm run typecheck
-if ! npx vitest run "$@"; then
-  if [ -n "${COUCHDB_HOME:-}" ]; then
-    mkdir -p test-artifacts/couchdb
-    find "$COUCHDB_HOME" -name 'couchdb*.log' -exec cp --parents {} test-artifacts/couchdb/ \; 2>/dev/null || true
-  fi
-  exit 1
+status=0
+rm -f test-artifacts/vitest.json
+npx vitest run "$@" || status=$?
+if [ -f test-artifacts/vitest.json ]; then
+  # One plain closing line of counts, for readers that do not know vitest's summary.
+  node -e 'const r = JSON.parse(require("fs").readFileSync("test-artifacts/vitest.json", "utf8")); console.log(`tests: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests + r.numTodoTests} skipped`)'
 fi
+if [ "$status" -ne 0 ] && [ -n "${COUCHDB_HOME:-}" ]; then
+  mkdir -p test-artifacts/couchdb
+  find "$COUCHDB_HOME" -name 'couchdb*.log' -exec cp --parents {} test-artifacts/couchdb/ \; 2>/dev/null || true
+fi
+exit "$status"

@@ -23,6 +23,8 @@ export const InputFileSchema = z.object({
   /** 8 hex digits, as the grid writes adler32 */
   adler32: z.string().regex(/^[0-9a-f]{8}$/).optional(),
   size: z.number().int().nonnegative().optional(),
+  /** the credential its storage takes (the node must have one before it claims): a reference, never the secret */
+  auth: z.enum(['macaroon', 'bearer', 'proxy']).optional(),
 });
 export type InputFile = z.infer<typeof InputFileSchema>;
 

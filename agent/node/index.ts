@@ -4,6 +4,7 @@ import path from 'node:path';
 import type { Argv } from 'yargs';
 import type { Logger } from '../../server/log.js';
 import type { WorkerNode } from '../phases.js';
+import { defaultMacaroonsFile } from './credentials/macaroon-file.js';
 import { RUNTIMES, type RuntimeChoice } from './runtime.js';
 import type { TransferTool } from './transfer/index.js';
 import { parseDuration, parseSize } from './units.js';
@@ -29,6 +30,10 @@ export interface WorkerNodeArgs {
   transferRetries?: number;
   retryDelay?: string;
   parallelTransfers?: number;
+  macaroons?: string;
+  tokenRefreshCommand?: string;
+  minCredentialLifetime?: string;
+  credentialWait?: string;
   /** The agent's work directory (the agent's own flag), the default home of --local-results */
   workdir?: string;
 }
@@ -56,7 +61,11 @@ export function workerNodeOptions<T>(y: Argv<T>): Argv<T & WorkerNodeArgs> {
     .option('transfer-timeout', { type: 'string', default: '1h', group: GROUP, describe: 'Per-file time limit for one transfer attempt' })
     .option('transfer-retries', { type: 'number', default: 3, group: GROUP, describe: 'Retries of a failed transfer (not for 404, denied or checksum mismatch)' })
     .option('retry-delay', { type: 'string', default: '5s', group: GROUP, describe: 'First retry delay; doubles with each retry' })
-    .option('parallel-transfers', { type: 'number', default: 2, group: GROUP, describe: 'Input files fetched at the same time' }) as unknown as Argv<T & WorkerNodeArgs>;
+    .option('parallel-transfers', { type: 'number', default: 2, group: GROUP, describe: 'Input files fetched at the same time' })
+    .option('macaroons', { type: 'string', group: GROUP, describe: 'Macaroons file (0600) as tokenpool stage --method stageit writes it (default ~/.tokenpool/macaroons.json)' })
+    .option('token-refresh-command', { type: 'string', group: GROUP, describe: 'Command printing a fresh WLCG bearer token when the one found expires too soon, e.g. "oidc-token lofar" (run without a shell)' })
+    .option('min-credential-lifetime', { type: 'string', default: '10m', group: GROUP, describe: 'Refresh a macaroon or bearer token that lives less than this when a transfer starts' })
+    .option('credential-wait', { type: 'string', default: '2m', group: GROUP, describe: 'Without a refresh command: how long to wait for a refresher to rewrite the credential file' }) as unknown as Argv<T & WorkerNodeArgs>;
 }
 
 export function createWorkerNode(args: WorkerNodeArgs, log: Logger): WorkerNode {
@@ -81,6 +90,10 @@ export function createWorkerNode(args: WorkerNodeArgs, log: Logger): WorkerNode 
       transferRetries: Math.max(0, Math.floor(args.transferRetries ?? 3)),
       retryDelayS: parseDuration(args.retryDelay ?? '5s', '--retry-delay'),
       parallelTransfers: Math.max(1, Math.floor(args.parallelTransfers ?? 2)),
+      macaroonsFile: path.resolve(args.macaroons ?? defaultMacaroonsFile()),
+      tokenRefreshCommand: args.tokenRefreshCommand?.trim() ? args.tokenRefreshCommand.trim().split(/\s+/) : undefined,
+      minCredentialLifetimeS: parseDuration(args.minCredentialLifetime ?? '10m', '--min-credential-lifetime'),
+      credentialWaitS: parseDuration(args.credentialWait ?? '2m', '--credential-wait'),
       env: process.env,
     },
     log,

@@ -55,7 +55,7 @@ async function fetchOne(ctx: PhaseContext, input: InputFile, dest: string, trans
   const started = Date.now();
   let got;
   try {
-    got = await transfers.withRetries('download', url, signal, ctx.log, (s) => transfers.for(url).download(url, dest, { signal: s }));
+    got = await transfers.withRetries('download', url, signal, ctx.log, (s) => transfers.for(url).download(url, dest, { signal: s }), input.auth ? [input.auth] : undefined);
   } catch (err) {
     fs.rmSync(dest, { force: true });
     if (err instanceof TransferError) throw new PhaseError('download failed', EXIT.downloadFailed, err.retryable, err.message);

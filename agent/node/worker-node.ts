@@ -8,6 +8,7 @@ import { EXIT, inputFilesOf, type OutputFile, type Token } from '../../server/to
 import { NodeFault, PhaseError, type PhaseContext, type WorkerNode } from '../phases.js';
 import type { CachedImage } from './image-cache.js';
 import { locateImage, type Image } from './image.js';
+import { StorageCredentials } from './credentials/index.js';
 import { checkProxy, ProxyError, proxyPath, type ProxyInfo } from './proxy.js';
 import { templateProblems } from './results-location.js';
 import { chooseRuntime, wrapCommand, type Runtime, type RuntimeChoice } from './runtime.js';
@@ -38,6 +39,11 @@ export interface WorkerNodeConfig {
   transferRetries: number;
   retryDelayS: number;
   parallelTransfers: number;
+  /** Macaroons and bearer tokens (credentials/index.ts) */
+  macaroonsFile: string;
+  tokenRefreshCommand?: string[];
+  minCredentialLifetimeS: number;
+  credentialWaitS: number;
   env: NodeJS.ProcessEnv;
 }
 
@@ -53,6 +59,7 @@ interface Software {
 
 export class GridWorkerNode implements WorkerNode {
   private readonly transfers: Transfers;
+  private readonly credentials: StorageCredentials;
   /** The agent's --image, resolved at preflight */
   private agentSoftware: Software | null = null;
   /** Per-token software resolved at stage-in, by scratch directory (wrapCommand is synchronous) */
@@ -63,7 +70,16 @@ export class GridWorkerNode implements WorkerNode {
     private readonly config: WorkerNodeConfig,
     private readonly log: Logger,
   ) {
+    this.credentials = new StorageCredentials({
+      env: config.env,
+      macaroonsFile: config.macaroonsFile,
+      refreshCommand: config.tokenRefreshCommand,
+      minLifetimeS: config.minCredentialLifetimeS,
+      waitS: config.credentialWaitS,
+      log,
+    });
     this.transfers = new Transfers({
+      credentials: this.credentials,
       tool: config.transferTool,
       timeoutS: config.transferTimeoutS,
       retries: config.transferRetries,
@@ -90,7 +106,11 @@ export class GridWorkerNode implements WorkerNode {
     const urls = inputFilesOf(t).map((i) => i.url);
     const results = t.results ?? this.config.results;
     if (results) urls.push(results);
-    if (this.config.requireProxy !== 'no' && needsProxy(urls)) this.checkProxyFor(t, ctx);
+    if (this.config.requireProxy !== 'no' && (needsProxy(urls) || inputFilesOf(t).some((i) => i.auth === 'proxy'))) this.checkProxyFor(t, ctx);
+    // Inputs that name the credential their storage takes: none moves unless all can be read.
+    for (const input of inputFilesOf(t)) {
+      if (input.auth && input.auth !== 'proxy') await this.credentials.prepare(input.url, { required: [input.auth], signal: ctx.signal, log: ctx.log });
+    }
     const software = t.image && t.image !== this.config.image ? await this.resolveSoftware(t.image) : await this.defaultSoftware();
     this.remember(ctx.scratchDir, software);
     if (software.image) ctx.env.TOKENPOOL_IMAGE = software.cached?.path ?? software.image.path;

@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { njsVerifier, type SeKeys } from './se-auth.js';
 
 export interface Nginx {
   /** http://127.0.0.1:<port> */
@@ -17,9 +18,14 @@ export interface Nginx {
   /** Stops nginx (the port then refuses connections); start() brings it back on the same port. */
   stop(): Promise<void>;
   start(): Promise<void>;
+  /** With accessLog: the requests served so far, `METHOD URI STATUS` */
+  requests(): string[];
   /** Stops nginx and removes its directory */
   close(): Promise<void>;
 }
+
+/** libnginx-mod-http-js */
+export const NJS_MODULE = '/usr/lib/nginx/modules/ngx_http_js_module.so';
 
 const DAV_EXT_CANDIDATES = ['/usr/lib/nginx/modules/ngx_http_dav_ext_module.so', '/usr/lib64/nginx/modules/ngx_http_dav_ext_module.so'];
 
@@ -34,7 +40,14 @@ export function davExtModule(): string {
   throw new Error('nginx WebDAV module not found: apt-get install nginx-light libnginx-mod-http-dav-ext');
 }
 
-export async function startNginx(): Promise<Nginx> {
+export interface NginxOptions {
+  /** Refuse every request without a valid macaroon or bearer token (njs, se-auth.ts) */
+  auth?: SeKeys;
+  /** Log `METHOD URI STATUS` lines to <dir>/access.log (see Nginx.requests) */
+  accessLog?: boolean;
+}
+
+export async function startNginx(opts: NginxOptions = {}): Promise<Nginx> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tokenpool-nginx-'));
   const root = path.join(dir, 'data');
   fs.mkdirSync(root);
@@ -43,16 +56,21 @@ export async function startNginx(): Promise<Nginx> {
   // nginx's worker must own what it writes: as root the worker runs as root; otherwise it is us.
   const userLine = process.getuid?.() === 0 ? 'user root;' : '';
   const tmp = path.join(dir, 'tmp');
+  if (opts.auth) fs.writeFileSync(path.join(dir, 'se-auth.js'), njsVerifier(opts.auth));
+  const njs = opts.auth ? { module: `load_module ${NJS_MODULE};`, http: `js_path ${dir};\n  js_import auth from se-auth.js;\n  js_set $se_auth auth.check;`, location: `if ($se_auth = "401") { return 401; }\n      if ($se_auth = "403") { return 403; }` } : { module: '', http: '', location: '' };
+  const accessLog = opts.accessLog ? `log_format calls '$request_method $uri $status';\n  access_log ${dir}/access.log calls;` : 'access_log off;';
   fs.writeFileSync(
     path.join(dir, 'nginx.conf'),
     `load_module ${davExtModule()};
+${njs.module}
 ${userLine}
 worker_processes 2;
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log warn;
 events { worker_connections 512; }
 http {
-  access_log off;
+  ${accessLog}
+  ${njs.http}
   client_body_temp_path ${tmp}/body;
   proxy_temp_path ${tmp}/proxy;
   fastcgi_temp_path ${tmp}/fastcgi;
@@ -67,7 +85,8 @@ http {
     listen 127.0.0.1:${port};
     root ${root};
     location / {
-      dav_methods PUT DELETE MKCOL;
+      ${njs.location}
+      dav_methods PUT DELETE MKCOL COPY MOVE;
       dav_ext_methods PROPFIND OPTIONS;
       create_full_put_path on;
       dav_access user:rw group:r all:r;
@@ -102,6 +121,7 @@ http {
     stop,
     async close() {
       await stop();
+    requests: () => (fs.existsSync(path.join(dir, 'access.log')) ? fs.readFileSync(path.join(dir, 'access.log'), 'utf8').split('\n').filter(Boolean) : []),
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };

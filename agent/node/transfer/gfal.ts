@@ -17,6 +17,8 @@ export interface GfalOptions {
   timeoutS: number;
   /** Environment for gfal (X509_USER_PROXY …) */
   env: NodeJS.ProcessEnv;
+  /** The credential for a URL as environment (BEARER_TOKEN), read before each command */
+  auth?: (url: string) => NodeJS.ProcessEnv;
 }
 
 export function gfalAvailable(): boolean {
@@ -27,7 +29,7 @@ export function gfalTransfer(opts: GfalOptions): Transfer {
   const run = async (tool: string, args: string[], url: string, signal: AbortSignal) => {
     if (!findExecutable(tool)) throw new TransferError(url, `${tool} is not installed: ${PACKAGE_HINT}`, false);
     try {
-      return await execa(tool, args, { env: gfalEnv(opts.env), cancelSignal: signal, stdin: 'ignore', all: true });
+      return await execa(tool, args, { env: gfalEnv({ ...opts.env, ...opts.auth?.(url) }), cancelSignal: signal, stdin: 'ignore', all: true });
     } catch (err) {
       throw gfalError(url, tool, err as ExecaError, signal);
     }

@@ -18,16 +18,17 @@ const UPLOAD_CHUNK = 1 << 20;
 const MAX_REDIRECTS = 5;
 const REDIRECTS = [301, 302, 303, 307, 308];
 
-export function httpTransfer(tls: () => TlsMaterial = () => ({})): Transfer {
+/** `credentials` gives the Authorization header (macaroon, bearer token) for a URL, read afresh per request. */
+export function httpTransfer(tls: () => TlsMaterial = () => ({}), credentials: (url: string) => Record<string, string> = () => ({})): Transfer {
   const send = (method: string, url: URL, signal: AbortSignal, headers: Record<string, string | number> = {}, body?: (req: ClientRequest) => Promise<unknown>) =>
-    request(method, url, signal, headers, body, url.protocol === 'https:' ? tls() : undefined);
+    request(method, url, signal, { ...credentials(url.href), ...headers }, body, url.protocol === 'https:' ? tls() : undefined);
 
   return {
     async download(url, dest, { signal }) {
       let target = webUrl(url);
       for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
         const tlsMaterial = target.protocol === 'https:' ? tls() : undefined;
-        const { head, body } = await getToFile(target, dest, { signal, headers: authHeader(target), tls: tlsMaterial, shownUrl: url });
+        const { head, body } = await getToFile(target, dest, { signal, headers: { ...credentials(target.href), ...authHeader(target) }, tls: tlsMaterial, shownUrl: url });
         const location = head.headers.get('location');
         if (REDIRECTS.includes(head.status) && location) {
           target = new URL(location, target);

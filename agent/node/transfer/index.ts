@@ -1,6 +1,7 @@
 /** Picks the transfer for a URL by its scheme and runs it with a per-file timeout and retries. */
 import type { Logger } from '../../../server/log.js';
 import { redactUrl } from '../../../server/redact.js';
+import { isAuthFailure, type AuthKind, type StorageCredentials } from '../credentials/index.js';
 import type { TlsMaterial } from './http.js';
 import { describeError, TransferError, type Transfer } from './types.js';
 
@@ -21,6 +22,8 @@ export interface TransferConfig {
   env: NodeJS.ProcessEnv;
   /** Loads the source of TLS material for https, on the first http(s)/dav(s) transfer */
   tls: () => Promise<() => TlsMaterial>;
+  /** Macaroons and bearer tokens for http(s)/dav(s), re-read (and refreshed) before each attempt */
+  credentials?: StorageCredentials;
 }
 
 /**
@@ -34,8 +37,8 @@ export class Transfers {
 
   constructor(private readonly config: TransferConfig) {
     this.file = lazyTransfer(async () => (await import('./file.js')).fileTransfer);
-    this.builtinHttp = lazyTransfer(async () => (await import('./http.js')).httpTransfer(await config.tls()));
-    this.gfal = lazyTransfer(async () => (await import('./gfal.js')).gfalTransfer({ timeoutS: config.timeoutS, env: config.env }));
+    this.builtinHttp = lazyTransfer(async () => (await import('./http.js')).httpTransfer(await config.tls(), (u) => config.credentials?.headers(u) ?? {}));
+    this.gfal = lazyTransfer(async () => (await import('./gfal.js')).gfalTransfer({ timeoutS: config.timeoutS, env: config.env, auth: (u) => config.credentials?.gfalEnv(u) ?? {} }));
   }
 
   /** The implementation for a URL; throws a TransferError for a scheme nobody speaks. */
@@ -52,15 +55,27 @@ export class Transfers {
    * Runs `op` with a fresh per-file timeout per attempt, retrying retryable failures with
    * exponential backoff. The final error names the URL, the cause and how many attempts were made.
    */
-  async withRetries<T>(what: string, url: string, signal: AbortSignal, log: Logger, op: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  async withRetries<T>(what: string, url: string, signal: AbortSignal, log: Logger, op: (signal: AbortSignal) => Promise<T>, auth?: readonly AuthKind[]): Promise<T> {
     const attempts = this.config.retries + 1;
+    // A refusal (401/403) is tried once more with a fresh credential before it counts.
+    let authRetried = false;
+    let fresh = false;
     for (let attempt = 1; ; attempt++) {
+      // Re-read (and if need be refreshed) before each attempt: a NodeFault here gives the token back.
+      await this.config.credentials?.prepare(url, { fresh, required: auth, signal, log });
+      fresh = false;
       const perTry = AbortSignal.any([signal, AbortSignal.timeout(this.config.timeoutS * 1000)]);
       try {
         return await op(perTry);
       } catch (err) {
         if (signal.aborted) throw signal.reason ?? err;
         const { text, retryable } = describeError(perTry.aborted ? perTry.reason : err, this.config.timeoutS);
+        if (!authRetried && err instanceof TransferError && isAuthFailure(text) && this.config.credentials?.find(url)) {
+          authRetried = fresh = true;
+          attempt--;
+          log.warn({ url: redactUrl(url), cause: text }, `${what} refused; retrying once with a fresh credential`);
+          continue;
+        }
         if (!retryable || attempt >= attempts) {
           const tries = attempt > 1 ? ` (after ${attempt} attempts)` : '';
           throw new TransferError(url, `${text}${tries}`, retryable);

@@ -10,10 +10,14 @@ import type { Logger } from '../../server/log.js';
 import { EXIT, inputFilesOf, nowSeconds, type Token } from '../../server/token.js';
 import { bringOnline } from './gfal-bringonline.js';
 import { LTA_FINISHED, type LtaStager } from './lta-stager.js';
+import { STAGEIT_FINISHED, type StageIt } from './stageit.js';
+import { saveMacaroons, type MacaroonEntry } from '../node/credentials/macaroon-file.js';
 
 /** What the stager records on a token (field `staging`). */
+export type StagingMethod = 'lta' | 'gfal' | 'stageit';
+
 export interface StagingRecord {
-  method: 'lta' | 'gfal';
+  method: StagingMethod;
   /** The LTA stager's request id (gfal has none) */
   request_id: number | null;
   /** Unix time of the request */
@@ -33,10 +37,12 @@ export interface PollResult {
   status: string;
   /** The stager's own percentage, when it gives one */
   stagerPercent?: number;
+  /** URL → the URL to read it from once online (StageIT's WebDAV URLs); the token's input is rewritten */
+  readFrom?: Map<string, { url: string; auth: 'macaroon' }>;
 }
 
 export interface StagingBackend {
-  method: 'lta' | 'gfal';
+  method: StagingMethod;
   request(surls: string[]): Promise<number | null>;
   poll(requestId: number | null, surls: string[]): Promise<PollResult>;
 }
@@ -75,9 +81,66 @@ export function gfalBackend(pinLifetimeS: number, env: NodeJS.ProcessEnv): Stagi
   };
 }
 
+/**
+ * StageIT: a request per batch, resumed rather than asked again (a request for exactly these SURLs
+ * made in the last `resumeWindowS` is taken over); once files are online their WebDAV URLs
+ * replace the SURLs on the tokens and the request's macaroons go to the macaroons file (0600),
+ * never into the pool.
+ */
+export function stageItBackend(client: StageIt, macaroonsFile: string, resumeWindowS = 30 * 86400): StagingBackend {
+  return {
+    method: 'stageit',
+    request: async (surls) => (await client.findRequest(surls, new Date(Date.now() - resumeWindowS * 1000))) ?? client.request(surls),
+    async poll(id) {
+      if (id === null) throw new Error('token has a StageIT staging record without a request id');
+      const r = await client.status(id);
+      const readFrom = new Map<string, { url: string; auth: 'macaroon' }>();
+      if (r.online.length > 0) {
+        const webdav = await client.webdavUrls(id);
+        for (const surl of r.online) {
+          const url = webdavFor(surl, webdav);
+          if (url) readFrom.set(surl, { url, auth: 'macaroon' });
+        }
+        if (r.macaroons.length > 0) saveMacaroons(macaroonsFile, macaroonEntries(r.macaroons, webdav, id));
+      }
+      // Online means readable: a file without its WebDAV URL or macaroon waits.
+      const online = new Set(r.macaroons.length > 0 ? readFrom.keys() : []);
+      return { online, failed: r.errors, finished: STAGEIT_FINISHED.includes(r.status), status: r.status, readFrom };
+    },
+  };
+}
+
+/** The WebDAV URL of a SURL: the one whose path ends with the SURL's path from /pnfs/ (or its file name). */
+function webdavFor(surl: string, webdav: string[]): string | undefined {
+  const p = new URL(surl).pathname;
+  const tail = p.includes('/pnfs/') ? p.slice(p.indexOf('/pnfs/')) : p.slice(p.lastIndexOf('/'));
+  return webdav.find((u) => new URL(u).pathname.endsWith(tail));
+}
+
+/** One entry per site; the WebDAV hosts go to the site whose domain they are in (or all to the only site). */
+function macaroonEntries(macaroons: Array<{ site: string; content: string; validUntil?: string }>, webdav: string[], requestId: number): MacaroonEntry[] {
+  const hosts = [...new Set(webdav.map((u) => new URL(u).host))];
+  return macaroons.map((m) => ({
+    site: m.site,
+    hosts: macaroons.length === 1 ? hosts : hosts.filter((h) => siteOfHost(h) === m.site.toLowerCase()),
+    content: m.content,
+    ...(m.validUntil ? { validUntil: m.validUntil } : {}),
+    request_id: requestId,
+  }));
+}
+
+function siteOfHost(host: string): string {
+  if (/surfsara\.nl|grid\.sara\.nl|surf\.nl/i.test(host)) return 'surf';
+  if (/fz-juelich\.de/i.test(host)) return 'juelich';
+  if (/poznan\.pl|psnc\.pl/i.test(host)) return 'poznan';
+  return '';
+}
+
 export interface StageOptions {
   pool: Pool;
   backend: StagingBackend;
+  /** Most files in one new request (tokens are not split across requests) */
+  batchFiles?: number;
   /** Seconds after the request after which files not online are given up on */
   deadlineS?: number;
   /** Percentage of a request's files online at which the rest are given up on */
@@ -103,7 +166,7 @@ export interface GroupReport {
 export async function stageRound(opts: StageOptions): Promise<GroupReport[]> {
   const tokens = await stagingTokens(opts.pool);
   const reports: GroupReport[] = [];
-  for (const group of groupTokens(tokens)) {
+  for (const group of groupTokens(tokens, opts.batchFiles)) {
     let record = stagingRecord(group[0]!);
     const surls = uniqueInputs(group);
     if (surls.length === 0) {
@@ -142,7 +205,7 @@ export async function stageRound(opts: StageOptions): Promise<GroupReport[]> {
       const failed = inputs.filter((u) => poll.failed.has(u));
       const offline = inputs.filter((u) => !poll.online.has(u));
       if (offline.length === 0) {
-        if (await moveToTodo(opts.pool, t, record)) report.movedToTodo++;
+        if (await moveToTodo(opts.pool, t, record, poll.readFrom)) report.movedToTodo++;
       } else if (failed.length > 0 || settled) {
         const why = failed.length > 0 ? `${poll.failed.get(failed[0]!)}` : pastDeadline ? 'deadline passed' : atThreshold ? `request ${percent} % online, threshold ${opts.thresholdPct} %` : `stager finished with status "${poll.status}"`;
         if (await markNotStaged(opts.pool, t, `not staged: ${offline.length} of ${inputs.length} files not online (${why})`)) report.notStaged++;
@@ -164,11 +227,22 @@ async function stagingTokens(pool: Pool): Promise<Token[]> {
 }
 
 /** Tokens that share a request; tokens not yet requested grouped by observation and site. */
-function groupTokens(tokens: Token[]): Token[][] {
+function groupTokens(tokens: Token[], batchFiles = Number.POSITIVE_INFINITY): Token[][] {
   const groups = new Map<string, Token[]>();
+  const files = new Map<string, number>();
+  const batch = new Map<string, number>();
   for (const t of tokens) {
     const r = stagingRecord(t);
-    const key = r ? `${r.method}:${r.request_id ?? `${t.obsid}|${t.site}|${r.requested}`}` : `new:${t.obsid}|${t.site}`;
+    let key = r ? `${r.method}:${r.request_id ?? `${t.obsid}|${t.site}|${r.requested}`}` : `new:${t.obsid}|${t.site}`;
+    if (!r) {
+      // New requests: at most batchFiles files each (a token's files stay together).
+      const n = inputFilesOf(t).length;
+      const base = key;
+      const b = batch.get(base) ?? 0;
+      if ((files.get(`${base}#${b}`) ?? 0) > 0 && (files.get(`${base}#${b}`) ?? 0) + n > batchFiles) batch.set(base, b + 1);
+      key = `${base}#${batch.get(base) ?? 0}`;
+      files.set(key, (files.get(key) ?? 0) + n);
+    }
     groups.set(key, [...(groups.get(key) ?? []), t]);
   }
   return [...groups.values()];
@@ -212,9 +286,14 @@ function recordRequest(pool: Pool, token: Token, record: StagingRecord): Promise
   });
 }
 
-function moveToTodo(pool: Pool, token: Token, record: StagingRecord | null): Promise<boolean> {
+function moveToTodo(pool: Pool, token: Token, record: StagingRecord | null, readFrom?: PollResult['readFrom']): Promise<boolean> {
   return update(pool, token, (t, now) => {
     if (record) t.staging = { ...record, online: now };
+    if (readFrom?.size && Array.isArray(t.input)) {
+      // The SURLs stay on record; the agent reads from the WebDAV URLs with the site's macaroon.
+      t.staging = { ...(t.staging as object), surls: t.input.map((i) => i.url) };
+      t.input = t.input.map((i) => (readFrom.has(i.url) ? { ...i, ...readFrom.get(i.url)! } : i));
+    }
     t.status = 'todo';
     t.times = { ...t.times, todo: now };
   });

@@ -4,14 +4,20 @@ import { InputError } from '../../server/errors.js';
 import { createLogger } from '../../server/log.js';
 import { parseDuration } from '../../agent/node/units.js';
 import { LtaStager, ltaCredentials } from '../../agent/tape/lta-stager.js';
-import { gfalBackend, ltaBackend, stageRound, type GroupReport, type StagingBackend } from '../../agent/tape/stager.js';
+import { gfalBackend, ltaBackend, stageItBackend, stageRound, type GroupReport, type StagingBackend, type StagingMethod } from '../../agent/tape/stager.js';
+import { StageIt, stageItAccount } from '../../agent/tape/stageit.js';
+import { defaultMacaroonsFile } from '../../agent/node/credentials/macaroon-file.js';
 import { printJson, printLine, table } from '../output.js';
 import { poolFromArgs, withPoolOptions, type PoolArgs } from '../../server/pool-options.js';
 
 interface StageArgs extends PoolArgs {
   json: boolean;
   logLevel: string;
-  method?: 'lta' | 'gfal';
+  method?: StagingMethod;
+  stageitUrl?: string;
+  stageitTokenFile?: string;
+  macaroons?: string;
+  batchFiles: number;
   ltaUrl?: string;
   ltaCredentials?: string;
   watch: boolean;
@@ -23,10 +29,16 @@ interface StageArgs extends PoolArgs {
 
 export const stageCommand: CommandModule<object, StageArgs> = {
   command: 'stage',
-  describe: 'Request the inputs of staging tokens online (LTA stager or gfal bring-online); move tokens whose files are online to todo',
+  describe: 'Request the inputs of staging tokens online (StageIT, LTA stager or gfal bring-online); move tokens whose files are online to todo',
   builder: (y) =>
     withPoolOptions(y as Argv<object>)
-      .option('method', { choices: ['lta', 'gfal'] as const, describe: 'Staging service: lta (LTA stager, needs --lta-url) or gfal (gfal-bringonline); default lta when --lta-url is set' })
+      .option('method', { choices: ['stageit', 'lta', 'gfal'] as const, describe: 'Staging service: stageit (ASTRON StageIT; the default when a StageIT API token is configured), lta (old LTA stager, needs --lta-url) or gfal (gfal-bringonline)' })
+      .option('stageit-url', { type: 'string', describe: `StageIT API base (default hostname= from ~/.stagingrc, else https://sdc.astron.nl/stageit/api/staging/)` })
+      .option('stageit-token-file', { type: 'string', describe: 'A 0600 file with the StageIT API token (api_token=… as in ~/.stagingrc, or the bare token); default ~/.stagingrc, or TOKENPOOL_STAGEIT_TOKEN' })
+      // Read from TOKENPOOL_STAGEIT_TOKEN only; declared so that .strict() accepts it.
+      .option('stageit-token', { type: 'string', hidden: true })
+      .option('macaroons', { type: 'string', describe: 'Where StageIT\'s per-site macaroons are kept for the agents (0600; default ~/.tokenpool/macaroons.json)' })
+      .option('batch-files', { type: 'number', default: 1000, describe: 'Most files in one new staging request (per observation and site)' })
       .option('lta-url', { type: 'string', describe: 'LTA stager XML-RPC endpoint, e.g. https://webportal.astron.nl/service-public/xmlrpc (account: TOKENPOOL_LTA_USER/TOKENPOOL_LTA_PASSWORD)' })
       .option('lta-credentials', { type: 'string', describe: 'A 0600 file with the LTA account: JSON {"user","password"} or user=/password= lines' })
       // Read from TOKENPOOL_LTA_USER / TOKENPOOL_LTA_PASSWORD only; declared so that .strict() accepts them.
@@ -36,7 +48,11 @@ export const stageCommand: CommandModule<object, StageArgs> = {
       .option('interval', { type: 'string', default: '5m', describe: 'Time between polls with --watch' })
       .option('deadline', { type: 'string', describe: 'Give up on files not online this long after the request (e.g. 3d): their tokens become error "not staged"' })
       .option('threshold', { type: 'number', describe: 'Percent of a request online (e.g. 95) at which the files still offline are given up on' })
-      .option('pin-lifetime', { type: 'string', default: '5d', describe: 'How long gfal bring-online asks the storage to keep files on disk' }) as unknown as Argv<StageArgs>,
+      .option('pin-lifetime', { type: 'string', default: '5d', describe: 'How long gfal bring-online asks the storage to keep files on disk' })
+      .example('$0 stage --watch', 'StageIT with the token in ~/.stagingrc (api_token=…): request, follow, release tokens with WebDAV URLs')
+      .example('$0 stage --method stageit --stageit-token-file ~/stageit.token --deadline 3d --batch-files 500', 'Batches of at most 500 files; give up on files not online after 3 days')
+      .example('$0 stage --method lta --lta-url https://webportal.astron.nl/service-public/xmlrpc', 'The old LTA stager (account in TOKENPOOL_LTA_USER/TOKENPOOL_LTA_PASSWORD)')
+      .example('$0 stage --method gfal --pin-lifetime 3d', 'gfal-bringonline (SRM, or WLCG Tape REST over https)') as unknown as Argv<StageArgs>,
   handler: async (args) => {
     const log = createLogger('stage', { level: args.logLevel });
     const backend = makeBackend(args);
@@ -48,7 +64,7 @@ export const stageCommand: CommandModule<object, StageArgs> = {
     let rounds = 0;
     for (;;) {
       rounds++;
-      const reports = await stageRound({ pool, backend, deadlineS, thresholdPct: args.threshold, log });
+      const reports = await stageRound({ pool, backend, deadlineS, thresholdPct: args.threshold, batchFiles: args.batchFiles, log });
       for (const r of reports) {
         totals.movedToTodo += r.movedToTodo;
         totals.notStaged += r.notStaged;
@@ -67,7 +83,17 @@ export const stageCommand: CommandModule<object, StageArgs> = {
 };
 
 function makeBackend(args: StageArgs): StagingBackend {
-  const method = args.method ?? (args.ltaUrl ? 'lta' : 'gfal');
+  if (process.argv.some((a) => /^--stageit-?token(=|$)/i.test(a))) {
+    throw new InputError('the StageIT API token must not be given on the command line', 'Put it in ~/.stagingrc (api_token=…, mode 0600), in a 0600 file named by --stageit-token-file, or in TOKENPOOL_STAGEIT_TOKEN.');
+  }
+  if (!(args.batchFiles >= 1)) throw new InputError(`--batch-files ${args.batchFiles}: give at least 1`);
+  const wantsStageIt = args.method === 'stageit' || (args.method === undefined && !args.ltaUrl);
+  const account = wantsStageIt ? stageItAccount(args.stageitTokenFile, args.stageitUrl) : null;
+  const method = args.method ?? (args.ltaUrl ? 'lta' : account ? 'stageit' : 'gfal');
+  if (method === 'stageit') {
+    if (!account) throw new InputError('--method stageit needs a StageIT API token', 'Put api_token=<token> in ~/.stagingrc (mode 0600), or use --stageit-token-file FILE or TOKENPOOL_STAGEIT_TOKEN.');
+    return stageItBackend(new StageIt(account), args.macaroons ?? defaultMacaroonsFile());
+  }
   if (method === 'gfal') return gfalBackend(parseDuration(args.pinLifetime, '--pin-lifetime'), process.env);
   if (process.argv.some((a) => /^--lta-?password/i.test(a))) {
     throw new InputError('the LTA password must not be given on the command line', 'Set TOKENPOOL_LTA_PASSWORD or use --lta-credentials FILE (0600).');

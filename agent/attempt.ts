@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import type { Logger } from '../server/log.js';
-import { NODE_PROBLEM, enterPhase, finish, heartbeat, updateToken, type Outcome, type TokenDb } from '../server/lease.js';
+import { NODE_PROBLEM, enterPhase, finish, heartbeat, recordUpload, updateToken, type Outcome, type TokenDb } from '../server/lease.js';
 import { branchClaim, dropBranch, resolveToken, superseded, type Copies } from '../server/branches.js';
 import { EXIT, nowSeconds, type Token } from '../server/token.js';
 import { NodeFault, PhaseError, type PhaseContext, type WorkerNode } from './phases.js';
@@ -135,6 +135,8 @@ export class TokenAttempt {
       env: stepEnv(token, dirs),
       log: this.log,
       signal: this.abort.signal,
+      claimId: this.claimId,
+      recordUpload: (upload) => this.write((t) => recordUpload(t, this.claimId, upload, deps.leaseSeconds, nowSeconds())),
     };
     await writeTokenFiles(deps.db, token, dirs);
 

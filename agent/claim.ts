@@ -123,7 +123,8 @@ export class Claimer {
     this.stats.queries++;
     shuffle(fresh, this.random);
     shuffle(expired, this.random);
-    const all = [...fresh, ...expired].filter((d) => !this.refused.has(d._id));
+    // Candidates are taken from the end: highest priority first, in random order among equals (expired leases first).
+    const all = [...fresh, ...expired].filter((d) => !this.refused.has(d._id)).sort((a, b) => priorityOf(a) - priorityOf(b));
     // Malformed documents stay in, so that tryCandidate marks them.
     this.candidates = all.filter((d) => !looksLikeToken(d) || (claimability(d as unknown as Token, now) !== null && accept(d as unknown as Token)));
     this.fetchedAt = Date.now();
@@ -165,6 +166,8 @@ export class Claimer {
     }
     // total_rows counts the whole view; a key range makes it an upper bound, so only the full view gets an offset.
     const skip = Object.keys(range).length === 0 && !source.view ? this.nextSkip() : 0;
+    // The most urgent row, asked alongside: a window at an offset must not pass over more urgent work.
+    const head = skip > 0 ? db.view(design, view, { limit: 1, reduce: false, update: 'lazy' } as never).catch(() => null) : null;
     // The index as it is (Apache CouchDB brings it up to date after answering): every candidate is
     // re-read and written with compare-and-swap anyway, and a query that waits for the index of a
     // pool that changes with every claim waits for the map functions of every view in the design document.
@@ -181,7 +184,18 @@ export class Claimer {
       if (res.rows.length === 0 && again > 0) res = await db.view(design, view, { ...range, limit, reduce: false });
       if (typeof res.total_rows === 'number') this.claimableRows = res.total_rows;
     }
-    return this.documents(res.rows.map((r) => r.id));
+    const docs = await this.documents(res.rows.map((r) => r.id));
+    const top = ((await head)?.rows[0]?.key as unknown as unknown[] | undefined)?.[0];
+    const urgentHere = (d: Doc) => looksLikeToken(d) && claimability(d as unknown as Token, now) !== null && -priorityOf(d) <= (top as number);
+    const lessUrgent = res.rows.some((r) => ((r.key as unknown as unknown[])[0] as number) > (top as number));
+    if (typeof top === 'number' && lessUrgent && !docs.some(urgentHere)) {
+      // Keys start with -priority: the offset passed over more urgent work than is left in this window
+      // (few tokens of the highest priority, or those in the window taken). The first rows hold it;
+      // when every row has the top priority, agents stay spread.
+      res = await db.view(design, view, { limit, reduce: false, update: 'lazy' } as never);
+      return this.documents(res.rows.map((r) => r.id));
+    }
+    return docs;
   }
 
   /**
@@ -287,6 +301,11 @@ function splitView(name: string): [string, string] {
   const m = /^(?:_design\/)?([^/]+)\/(?:_view\/)?([^/]+)$/.exec(name);
   if (!m) throw new Error(`view must be "design/view", e.g. Monitor/todo: ${name}`);
   return [m[1]!, m[2]!];
+}
+
+/** A token's priority as the claim views order it (PiCaS-style documents may lack one). */
+function priorityOf(d: Doc): number {
+  return typeof d.priority === 'number' ? d.priority : 0;
 }
 
 function shuffle<T>(a: T[], random: () => number): void {

@@ -3,7 +3,7 @@
  * worker node around the step (software image, proxy, stage-in, stage-out: agent/node/).
  */
 import type { Logger } from '../server/log.js';
-import type { OutputFile, Token } from '../server/token.js';
+import type { OutputFile, Token, Upload } from '../server/token.js';
 import { TokenpoolError } from '../server/errors.js';
 
 export interface PhaseContext {
@@ -19,6 +19,13 @@ export interface PhaseContext {
   log: Logger;
   /** Aborted when the agent stops or loses the lease: phases must stop promptly. */
   signal: AbortSignal;
+  /** This attempt's claim id: names what the attempt writes before it publishes it. */
+  claimId: string;
+  /**
+   * Records an upload on the token while the claim is ours. False when it could not be written (the
+   * database unreachable); when the claim is lost, `signal` is aborted by the time this resolves.
+   */
+  recordUpload(upload: Upload): Promise<boolean>;
 }
 
 /**

@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { DocumentScope } from 'nano';
-import { ACTIVE_STATUSES, EXIT, type Attempt, type OutputFile, type Token, type TokenStatus } from './token.js';
+import { ACTIVE_STATUSES, EXIT, type Attempt, type OutputFile, type Token, type TokenStatus, type Upload } from './token.js';
 import { httpStatus } from './db-errors.js';
 import { branchClaim, dropBranch, dropLosingClaims, readOwned, resolveToken, type Copies } from './branches.js';
 
@@ -117,6 +117,17 @@ export function enterPhase(t: Token, claimId: string, status: 'downloading' | 'r
   const beat = heartbeat(t, claimId, leaseSeconds, now);
   if (!beat) return null;
   return { ...beat, status, times: { ...beat.times, [status]: since } };
+}
+
+/**
+ * Records an upload of our attempt (before it is published under its final name) and extends the lease;
+ * null when the claim is no longer ours: then the upload must not be published.
+ */
+export function recordUpload(t: Token, claimId: string, upload: Upload, leaseSeconds: number, now: number): Token | null {
+  const beat = heartbeat(t, claimId, leaseSeconds, now);
+  if (!beat) return null;
+  const others = (t.uploads ?? []).filter((u) => !(u.claim_id === upload.claim_id && u.url === upload.url));
+  return { ...beat, uploads: [...others, upload] };
 }
 
 /** Ends a lease that ran out: the attempt goes to history as "lease expired"; the token to todo, or error after max_attempts. */

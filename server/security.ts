@@ -133,6 +133,15 @@ export const validateDocUpdate = `function (newDoc, oldDoc, userCtx, secObj) {
     if (!isStr(f.url) || f.url.length === 0) fail(p + '.url', 'must be a non-empty string');
     nat(f.size, p + '.size');
     adler32(f.adler32, p + '.adler32');
+    if (f.attempt !== undefined) positive(f.attempt, p + '.attempt');
+  });
+  if (d.uploads !== undefined) list(d.uploads, 'uploads', function (u, p) {
+    if (!isStr(u.url) || u.url.length === 0) fail(p + '.url', 'must be a non-empty string');
+    nat(u.size, p + '.size');
+    adler32(u.adler32, p + '.adler32');
+    positive(u.attempt, p + '.attempt');
+    if (!isStr(u.claim_id) || u.claim_id.length === 0) fail(p + '.claim_id', 'must be a non-empty string');
+    nat(u.time, p + '.time');
   });
   list(d.error, 'error', function (e, p) {
     nat(e.time, p + '.time');

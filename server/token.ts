@@ -32,8 +32,25 @@ export const OutputFileSchema = z.object({
   url: z.string().min(1),
   size: z.number().int().nonnegative(),
   adler32: z.string().regex(/^[0-9a-f]{8}$/),
+  /** the attempt whose upload is what lies at `url` */
+  attempt: z.number().int().positive().optional(),
 });
 export type OutputFile = z.infer<typeof OutputFileSchema>;
+
+/**
+ * One upload an attempt made to its results location, recorded on the token (lease-guarded) before the
+ * upload is published under its final name: what lets a later attempt of the same token recognise the
+ * data at that name as its own (docs/worker-node.md, "Stage-out").
+ */
+export const UploadSchema = z.object({
+  url: z.string().min(1),
+  size: z.number().int().nonnegative(),
+  adler32: z.string().regex(/^[0-9a-f]{8}$/),
+  attempt: z.number().int().positive(),
+  claim_id: z.string().min(1),
+  time: unixTime,
+});
+export type Upload = z.infer<typeof UploadSchema>;
 
 export const LeaseSchema = z.object({
   owner: z.string().min(1),
@@ -85,6 +102,8 @@ export const TokenSchema = z
     /** files to stage in; or, on a token adopted from PiCaS, PiCaS's input line (the step gets it as $TOKEN_INPUT) */
     input: z.union([z.array(InputFileSchema), z.string()]),
     output: z.array(OutputFileSchema),
+    /** every upload this token's attempts made, before publishing (absent until the first) */
+    uploads: z.array(UploadSchema).optional(),
     /** PiCaS-style error log: one entry per failure message */
     error: z.array(z.object({ time: unixTime, message: z.string() })),
     // tokenpool

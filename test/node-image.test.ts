@@ -12,6 +12,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, test } from 'vitest';
 import { createWorkerNode, type WorkerNodeArgs } from '../agent/node/index.js';
 import { PhaseError, type PhaseContext } from '../agent/phases.js';
+import { attemptParts } from './helpers/phase.js';
 import { createLogger } from '../server/log.js';
 import { ownModule } from '../server/own-module.js';
 import { EXIT, newToken, type NewToken } from '../server/token.js';
@@ -67,8 +68,10 @@ let n = 0;
 function context(spec: Partial<NewToken> = {}): PhaseContext {
   const scratchDir = path.join(dir, `scratch-${++n}`);
   fs.mkdirSync(scratchDir, { recursive: true });
+  const token = newToken({ obsid: 'L229507', step: 'cal1', subbands: [n], ...spec });
   return {
-    token: newToken({ obsid: 'L229507', step: 'cal1', subbands: [n], ...spec }),
+    token,
+    ...attemptParts(token),
     scratchDir,
     inputDir: path.join(scratchDir, 'input'),
     outputDir: path.join(scratchDir, 'output'),

@@ -16,6 +16,7 @@ import { PhaseError } from '../agent/phases.js';
 import { createLogger } from '../server/log.js';
 import { EXIT, newToken } from '../server/token.js';
 import { createTestCa, USER_DN, type TestCa } from './helpers/proxy.js';
+import { attemptParts } from './helpers/phase.js';
 
 let dir: string;
 let ca: TestCa;
@@ -117,7 +118,7 @@ describe('preflight', () => {
     await node.preflight();
     const scratch = fs.mkdtempSync(path.join(dir, 'scratch-'));
     const token = newToken({ obsid: 'L229507', step: 'cal1', subbands: [1], input: [{ url: 'srm://srm.grid.sara.nl:8443/pnfs/grid.sara.nl/data/lofar/ops/projects/lc0_012/229507/L229507_SB001_uv.MS_f6fc7fc5.tar' }] });
-    const ctx = { token, scratchDir: scratch, inputDir: path.join(scratch, 'input'), outputDir: path.join(scratch, 'output'), env: {}, log: silent, signal: new AbortController().signal };
+    const ctx = { token, ...attemptParts(token), scratchDir: scratch, inputDir: path.join(scratch, 'input'), outputDir: path.join(scratch, 'output'), env: {}, log: silent, signal: new AbortController().signal };
     await assert.rejects(node.stageIn(ctx), (err: unknown) => err instanceof PhaseError && err.reason === 'no usable grid proxy' && err.tokenExitCode === EXIT.credentials && /expired/.test(err.message));
   });
 });
@@ -146,7 +147,7 @@ test('https: the proxy is presented as client certificate; X509_CERT_DIR is trus
     const scratch = fs.mkdtempSync(path.join(dir, 'scratch-'));
     const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/data/file.txt`;
     const token = newToken({ obsid: 'L1', step: 's', subbands: [], input: [{ url }] });
-    const ctx = { token, scratchDir: scratch, inputDir: path.join(scratch, 'input'), outputDir: path.join(scratch, 'output'), env: {}, log: silent, signal: new AbortController().signal };
+    const ctx = { token, ...attemptParts(token), scratchDir: scratch, inputDir: path.join(scratch, 'input'), outputDir: path.join(scratch, 'output'), env: {}, log: silent, signal: new AbortController().signal };
     await node.stageIn(ctx);
     assert.equal(fs.readFileSync(path.join(ctx.inputDir, 'file.txt'), 'utf8'), 'payload');
     assert.equal(seen.length, 1);

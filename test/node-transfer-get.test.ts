@@ -25,6 +25,7 @@ import { PhaseError } from '../agent/phases.js';
 import { createLogger } from '../server/log.js';
 import { EXIT, newToken } from '../server/token.js';
 import { createTestCa } from './helpers/proxy.js';
+import { attemptParts } from './helpers/phase.js';
 
 let work: string;
 beforeAll(() => {
@@ -268,8 +269,10 @@ describe('built-in client: GET against servers that frame, redirect and fail eve
     const stream = new PassThrough();
     stream.on('data', (c: Buffer) => lines.push(...c.toString().split('\n').filter(Boolean)));
     const url = `${srv.base}/short`;
+    const token = newToken({ obsid: 'L1', step: 's', subbands: [1], input: [{ url }] });
     const ctx = {
-      token: newToken({ obsid: 'L1', step: 's', subbands: [1], input: [{ url }] }),
+      token,
+      ...attemptParts(token),
       scratchDir: scratch,
       inputDir: path.join(scratch, 'input'),
       outputDir: path.join(scratch, 'output'),

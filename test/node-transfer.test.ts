@@ -10,6 +10,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, test } from 'vitest';
 import * as tar from 'tar';
@@ -20,6 +21,7 @@ import { PhaseError, type PhaseContext } from '../agent/phases.js';
 import { createLogger } from '../server/log.js';
 import { EXIT, newToken, type NewToken } from '../server/token.js';
 import { startNginx, type Nginx } from './helpers/nginx.js';
+import { attemptParts } from './helpers/phase.js';
 
 /** adler32 by an independent implementation (Python's zlib). */
 function pyAdler32(file: string): string {
@@ -65,6 +67,7 @@ function context(spec: Partial<NewToken>): Harness {
   return {
     ctx: {
       token,
+      ...attemptParts(token),
       scratchDir,
       inputDir: path.join(scratchDir, 'input'),
       outputDir: path.join(scratchDir, 'output'),
@@ -211,6 +214,90 @@ describe('stage-out', () => {
     const again = withOutputs({ results: url, overwrite: true });
     const [out] = await node().stageOut(again.ctx);
     assert.equal(out!.size, fs.statSync(path.join(nginx.root, 'results', 'kept', 'L229507_cal1_SB200.tar')).size);
+  });
+
+  /** What lies in a directory of the SE (or a local directory): to show that no attempt's upload is left beside the result. */
+  const listing = (dir: string) => (fs.existsSync(dir) ? fs.readdirSync(dir).sort() : []);
+
+  for (const [label, args, where] of [
+    ['dav, built-in client (MOVE)', {}, 'dav'],
+    ['http through gfal-copy (gfal-rename)', { transferTool: 'gfal' }, 'http'],
+    ['file://', {}, 'file'],
+  ] as const) {
+    const base = (dir: string) => (where === 'file' ? pathToFileURL(path.join(work, 'file-se', dir)).href : `${nginx.url.replace('http', where)}/${where}-${dir}`);
+    const local = (url: string) => (where === 'file' ? fileURLToPath(url) : path.join(nginx.root, new URL(url.replace(/^dav/, 'http')).pathname));
+
+    test(`${label}: a retry replaces what an earlier attempt of the same token published, and says which attempt's output was kept`, async () => {
+      const first = withOutputs({ results: `${base('retry')}/\${TOKEN_ID}.tar` });
+      const [out1] = await node(args as Partial<WorkerNodeArgs>).stageOut(first.ctx);
+      assert.equal(out1!.attempt, 1);
+      // The agent died before recording the outcome: the next attempt of the same token, with what the first recorded.
+      const second = withOutputs({ results: first.ctx.token.results!, subbands: first.ctx.token.subbands });
+      second.ctx.token.uploads = first.ctx.token.uploads;
+      second.ctx.token.attempts = 2;
+      second.ctx.token.history = [{ attempt: 1, claim_id: first.ctx.claimId, owner: 'a', hostname: 'h', batch_job_id: null, start: 1, end: 2, exit_code: null, reason: 'lease expired' }];
+      fs.writeFileSync(path.join(second.ctx.outputDir, 'calib.h5'), 'solutions of attempt 2');
+      const [out2] = await node(args as Partial<WorkerNodeArgs>).stageOut(second.ctx);
+      assert.equal(out2!.url, out1!.url);
+      assert.equal(out2!.attempt, 2, "the output kept is the second attempt's");
+      const stored = local(out2!.url);
+      assert.equal(fs.statSync(stored).size, out2!.size);
+      assert.equal(pyAdler32(stored), out2!.adler32);
+      assert.deepEqual(listing(path.dirname(stored)), [path.basename(stored)], 'one published file, no attempt\'s upload left beside it');
+      assert.deepEqual(second.ctx.token.uploads!.map((u) => [u.attempt, u.claim_id, u.url]), [[1, first.ctx.claimId, out1!.url], [2, second.ctx.claimId, out2!.url]]);
+      const noted = second.logs().find((l) => l.msg?.toString().startsWith('an earlier attempt of this token published'));
+      assert.equal(noted?.earlier_attempt, 1);
+      assert.equal(noted?.verified, where === 'file' ? 'size and adler32' : 'size');
+    });
+
+    test(`${label}: data this token did not produce is not overwritten`, async () => {
+      const foreign = withOutputs({ results: `${base('foreign')}/\${TOKEN_ID}.tar` });
+      const url = foreign.ctx.token.results!.replace('${TOKEN_ID}', foreign.ctx.token._id);
+      fs.mkdirSync(path.dirname(local(url)), { recursive: true });
+      fs.writeFileSync(local(url), 'somebody else\'s result');
+      const cases: Array<[string, Harness]> = [['no upload recorded', foreign]];
+      // Recorded uploads of this token, but what lies there now is not one of them: another size; on file://, the same size but other bytes.
+      const resized = withOutputs({ results: foreign.ctx.token.results!, subbands: foreign.ctx.token.subbands });
+      resized.ctx.token.uploads = [{ url, size: 5, adler32: '0badc0de', attempt: 1, claim_id: 'c1', time: 1 }];
+      cases.push(['another size', resized]);
+      if (where === 'file') {
+        const rewritten = withOutputs({ results: foreign.ctx.token.results!, subbands: foreign.ctx.token.subbands });
+        rewritten.ctx.token.uploads = [{ url, size: fs.statSync(local(url)).size, adler32: '0badc0de', attempt: 1, claim_id: 'c1', time: 1 }];
+        cases.push(['same size, other adler32', rewritten]);
+      }
+      for (const [what, h] of cases) {
+        const err = await rejection(node(args as Partial<WorkerNodeArgs>).stageOut(h.ctx));
+        assert.equal(err.reason, 'output exists', what);
+        assert.equal(err.tokenExitCode, EXIT.outputExists, what);
+        assert.equal(fs.readFileSync(local(url), 'utf8'), 'somebody else\'s result', what);
+        assert.deepEqual(listing(path.dirname(local(url))), [path.basename(local(url))], what);
+      }
+    });
+  }
+
+  test('an upload an earlier attempt left unpublished (killed before the rename) is removed once a later attempt publishes', async () => {
+    const h = withOutputs({ results: `${nginx.url}/leftover/\${TOKEN_ID}.tar` });
+    const url = h.ctx.token.results!.replace('${TOKEN_ID}', h.ctx.token._id);
+    const dir = path.join(nginx.root, 'leftover');
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, `${h.ctx.token._id}.tar.part-c1`), 'half an upload');
+    h.ctx.token.attempts = 2;
+    h.ctx.token.history = [{ attempt: 1, claim_id: 'c1', owner: 'a', hostname: 'h', batch_job_id: null, start: 1, end: 2, exit_code: null, reason: 'lease expired' }];
+    const [out] = await node().stageOut(h.ctx);
+    assert.equal(out!.url, url);
+    assert.deepEqual(listing(dir), [`${h.ctx.token._id}.tar`]);
+  });
+
+  test('an attempt that lost its claim before publishing leaves nothing at the results location', async () => {
+    const h = withOutputs({ results: `${nginx.url}/superseded/\${TOKEN_ID}.tar` });
+    const abort = new AbortController();
+    h.ctx.signal = abort.signal;
+    h.ctx.recordUpload = async () => {
+      abort.abort(new Error('lease lost'));
+      return false;
+    };
+    await assert.rejects(node().stageOut(h.ctx), /lease lost/);
+    assert.deepEqual(listing(path.join(nginx.root, 'superseded')), []);
   });
 
   test('agent template with gzip and all placeholders', async () => {

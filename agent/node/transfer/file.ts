@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ChecksummedFileReader } from '../adler32.js';
+import { adler32File, ChecksummedFileReader } from '../adler32.js';
 import { TransferError, type Transfer, type Transferred } from './types.js';
 
 const CHUNK = 1 << 20;
@@ -32,6 +32,36 @@ export const fileTransfer: Transfer = {
     } catch {
       return null;
     }
+  },
+  async rename(from, to, { replace }) {
+    const src = localPath(from);
+    const dest = localPath(to);
+    fs.mkdirSync(path.dirname(dest), { recursive: true });
+    if (replace) {
+      fs.renameSync(src, dest);
+      return true;
+    }
+    // link(2) fails when the name exists: publishing without replacing is one atomic step.
+    try {
+      fs.linkSync(src, dest);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST') return false;
+      // File systems without hard links: look, then rename (a narrow window instead of none).
+      if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'EMLINK') throw err;
+      if (fs.existsSync(dest)) return false;
+      fs.renameSync(src, dest);
+      return true;
+    }
+    fs.rmSync(src, { force: true });
+    return true;
+  },
+  async remove(url) {
+    fs.rmSync(localPath(url), { force: true });
+  },
+  async checksum(url) {
+    const file = localPath(url);
+    return fs.existsSync(file) ? (await adler32File(file)).adler32 : null;
   },
 };
 

@@ -64,6 +64,30 @@ export function gfalTransfer(opts: GfalOptions): Transfer {
         throw err;
       }
     },
+    async rename(from, to, { signal, replace }) {
+      // gfal-rename has no "unless it exists": look first (a narrow window, where MOVE and link(2) have none).
+      if (!replace && (await this.stat(to, { signal }))) return false;
+      await run('gfal-rename', [from, to], from, signal);
+      return true;
+    },
+    async remove(url, { signal }) {
+      try {
+        await run('gfal-rm', [url], url, signal);
+      } catch (err) {
+        if (!(err instanceof TransferError && /no such file|not found|ENOENT|404/i.test(err.causeText))) throw err;
+      }
+    },
+    async checksum(url, { signal }) {
+      try {
+        const { stdout } = await run('gfal-sum', [url, 'ADLER32'], url, signal);
+        const m = /\s([0-9a-f]{1,8})\s*$/i.exec(stdout.trim().split('\n').pop() ?? '');
+        return m ? m[1]!.toLowerCase().padStart(8, '0') : null;
+      } catch (err) {
+        // Many storage elements (nginx among them) cannot checksum: that is "unknown", not a failure.
+        if (err instanceof TransferError) return null;
+        throw err;
+      }
+    },
   };
 }
 

@@ -88,6 +88,33 @@ export function httpTransfer(tls: () => TlsMaterial = () => ({}), credentials: (
       if (!m) throw new TransferError(url, 'PROPFIND answer gives no size', false);
       return { size: Number(m[1]) };
     },
+
+    async rename(from, to, { signal, replace }) {
+      const target = webUrl(to);
+      target.username = '';
+      target.password = '';
+      // WebDAV MOVE: Overwrite F makes the server refuse (412) instead of replacing, in one step.
+      const res = await send('MOVE', webUrl(from), signal, { Destination: target.href, Overwrite: replace ? 'T' : 'F' });
+      res.resume();
+      if (res.statusCode === 412) return false;
+      if (res.statusCode !== 201 && res.statusCode !== 204) throw responseError(from, res);
+      return true;
+    },
+
+    async remove(url, { signal }) {
+      const res = await send('DELETE', webUrl(url), signal);
+      res.resume();
+      if (res.statusCode === 404 || res.statusCode === 410) return;
+      if (res.statusCode! < 200 || res.statusCode! >= 300) throw responseError(url, res);
+    },
+
+    async checksum(url, { signal }) {
+      // RFC 3230 (dCache, StoRM, EOS answer it); servers that do not (nginx) send no Digest.
+      const res = await send('HEAD', webUrl(url), signal, { 'Want-Digest': 'adler32' });
+      res.resume();
+      const m = /(?:^|,)\s*adler32=([0-9a-f]{1,8})\s*(?:,|$)/i.exec(String(res.headers.digest ?? ''));
+      return res.statusCode === 200 && m ? m[1]!.toLowerCase().padStart(8, '0') : null;
+    },
   };
 }
 

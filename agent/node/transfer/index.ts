@@ -95,6 +95,9 @@ function lazyTransfer(load: () => Promise<Transfer>): Transfer {
     download: async (url, dest, opts) => (await get()).download(url, dest, opts),
     upload: async (src, url, opts) => (await get()).upload(src, url, opts),
     stat: async (url, opts) => (await get()).stat(url, opts),
+    rename: async (from, to, opts) => (await get()).rename(from, to, opts),
+    remove: async (url, opts) => (await get()).remove(url, opts),
+    checksum: async (url, opts) => (await get()).checksum(url, opts),
   };
 }
 

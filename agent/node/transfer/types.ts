@@ -25,6 +25,15 @@ export interface Transfer {
   upload(src: string, url: string, opts: TransferOptions): Promise<Transferred>;
   /** Size of the file at `url`, or null when there is none. */
   stat(url: string, opts: TransferOptions): Promise<{ size: number } | null>;
+  /**
+   * Publishes `from` under the name `to` on the same storage (a rename: readers see all of it or
+   * nothing). Without `replace`, false when something is already at `to` (and nothing changed).
+   */
+  rename(from: string, to: string, opts: TransferOptions & { replace: boolean }): Promise<boolean>;
+  /** Deletes the file at `url`; a file that is not there is no error. */
+  remove(url: string, opts: TransferOptions): Promise<void>;
+  /** adler32 of the file at `url` when the storage can tell without sending it; null when it cannot. */
+  checksum(url: string, opts: TransferOptions): Promise<string | null>;
 }
 
 /**

@@ -10,7 +10,8 @@ import type { Logger } from '../server/log.js';
 import { translateDbError } from '../server/db-errors.js';
 import type { Claimant } from '../server/lease.js';
 import type { Token } from '../server/token.js';
-import type { NodeFault, WorkerNode } from './phases.js';
+import { NodeFault, type WorkerNode } from './phases.js';
+import { checkScratch } from './disk.js';
 import { TokenpoolError } from '../server/errors.js';
 import { Claimer, type ClaimSource } from './claim.js';
 import { TokenAttempt, errText, recordOutcome } from './attempt.js';
@@ -42,6 +43,10 @@ export interface AgentConfig {
   /** how to read a pool kept in several copies (CouchDB cluster); null on a single copy */
   copies: Copies | null;
   keepScratch: boolean;
+  /** contain steps in a cgroup v2 of their own where the node allows it */
+  cgroups: boolean;
+  /** bytes that must be free in the work directory before a claim */
+  minFreeBytes: number;
 }
 
 /** Agent exit codes (docs/agent.md). */
@@ -124,7 +129,7 @@ export class Agent {
     }
     log.info({ why: exitWhy, claimed: this.claimedCount, stats: this.claimer.stats, journal: this.journal.files().length }, 'agent exiting');
     if (this.nodeFault) {
-      throw new TokenpoolError(`this node cannot run work: ${this.nodeFault.message}`, 'The token was given back untouched; fix the node (proxy, runtime) and start the agent again.', AGENT_EXIT.preflight);
+      throw new TokenpoolError(`this node cannot run work: ${this.nodeFault.message}`, 'A token it held was given back untouched; fix the node (proxy, runtime, space or quota in --workdir) and start the agent again.', AGENT_EXIT.preflight);
     }
     return AGENT_EXIT.ok;
   }
@@ -148,6 +153,10 @@ export class Agent {
       let sawNothing = false;
       let pause = this.cfg.pollS * 1000 * (0.8 + Math.random() * 0.4);
       if (budgetLeft && this.used() < this.capacity) {
+        if (!this.scratchUsable()) {
+          exitWhy = 'node problem';
+          break;
+        }
         try {
           await this.cfg.node.preflight();
           const got = await this.claimer.next((t) => this.accepts(t));
@@ -182,6 +191,20 @@ export class Agent {
     }
     await this.settle();
     return exitWhy;
+  }
+
+  /** A full, over-quota or read-only work directory: no claim, and the agent stops as for any node problem. */
+  private scratchUsable(): boolean {
+    try {
+      checkScratch(this.cfg.workdir, this.cfg.minFreeBytes);
+      return true;
+    } catch (err) {
+      if (!(err instanceof NodeFault)) throw err;
+      this.cfg.log.error({ reason: err.reason, detail: err.message }, 'this node cannot run work: not claiming');
+      this.nodeFault ??= err;
+      this.stop(`node problem: ${err.reason}`);
+      return false;
+    }
   }
 
   /** Waits for a slot to free, the poll interval, or a stop. */
@@ -221,6 +244,7 @@ export class Agent {
         graceS: this.cfg.graceS,
         defaultCommand: this.cfg.command,
         keepScratch: this.cfg.keepScratch,
+        cgroups: this.cfg.cgroups,
         onJournaled: () => this.scheduleJournalFlush(),
       },
       token,

@@ -12,6 +12,7 @@ import { EXIT, nowSeconds, type Token } from '../server/token.js';
 import { NodeFault, PhaseError, type PhaseContext, type WorkerNode } from './phases.js';
 import { makeScratch, stepEnv, tail, writeTokenFiles, type ScratchDirs } from './files.js';
 import { runStep } from './step.js';
+import { FullWatch, scratchTrouble } from './disk.js';
 import { hostFacts } from './host.js';
 import type { Journal } from './journal.js';
 import { isUnreachable } from './retry.js';
@@ -41,6 +42,8 @@ export interface AttemptDeps {
   graceS: number;
   defaultCommand?: string;
   keepScratch: boolean;
+  /** contain steps in a cgroup of their own where this node allows it (else the /proc search alone) */
+  cgroups: boolean;
   /** called when an outcome went to the journal */
   onJournaled: () => void;
 }
@@ -70,6 +73,10 @@ export class TokenAttempt {
   private phaseTimer: NodeJS.Timeout | undefined;
   private readonly phases: Record<string, number> = {};
   private readonly started: Partial<Record<Phase, number>> = {};
+  /** the phase under way: a failure's text of a full disk is only believed for local work (not an upload) */
+  private phase: Phase | null = null;
+  private dirs: ScratchDirs | null = null;
+  private fullWatch: FullWatch | null = null;
   /** Writes go out one at a time, so that a phase write never lands after the outcome. */
   private writes: Promise<unknown> = Promise.resolve();
 
@@ -104,11 +111,14 @@ export class TokenAttempt {
     let outcome: Outcome;
     try {
       dirs = makeScratch(deps.workdir, this.current, this.claimId);
+      this.dirs = dirs;
+      this.fullWatch = new FullWatch(dirs.scratchDir);
       outcome = await this.work(dirs);
     } catch (err) {
       outcome = this.failure(err);
     } finally {
       clearInterval(this.heartbeatTimer);
+      this.fullWatch?.stop();
       this.leave();
     }
     try {
@@ -155,12 +165,18 @@ export class TokenAttempt {
       stderrFile: dirs.stderrFile,
       timeLimitS: token.requirements.time_limit_s,
       graceS: deps.graceS,
+      cgroups: deps.cgroups,
       signal: this.abort.signal,
     });
     this.leave();
     this.phases.running = round(res.seconds);
     this.log.info({ phase: 'running', exit_code: res.exitCode, signal: res.signal, seconds: this.phases.running }, 'step ended');
     if (this.stopped) return this.stoppedOutcome(res.exitCode);
+    if (res.timedOut || res.exitCode !== 0) {
+      // A step that failed on a full, over-quota or read-only scratch failed because of the node.
+      const trouble = scratchTrouble(dirs.scratchDir, { sawFull: this.fullWatch?.sawFull ?? false, stderr: tail(dirs.stderrFile, LOG_TAIL_BYTES).toString() });
+      if (trouble) throw trouble;
+    }
     if (res.timedOut) {
       return this.outcome('retry', EXIT.timeLimit, `time limit of ${token.requirements.time_limit_s} s exceeded`);
     }
@@ -184,10 +200,12 @@ export class TokenAttempt {
 
   private failure(err: unknown): Outcome {
     if (this.stopped) return this.stoppedOutcome(null);
+    if (!(err instanceof NodeFault)) err = this.diskTrouble(err) ?? err;
     if (err instanceof NodeFault) {
       this.log.error({ reason: err.reason, detail: err.message }, 'this node cannot run the token: giving it back');
       this.nodeFault = err;
-      return { ...this.outcome('preempted', null, `${NODE_PROBLEM}: ${err.reason}`), detail: err.message };
+      // The history keeps the fault's exit code (credentials, image, scratch), the token none: it is todo again.
+      return { ...this.outcome('preempted', err.tokenExitCode, `${NODE_PROBLEM}: ${err.reason}`), detail: err.message };
     }
     if (err instanceof PhaseError) {
       this.log.warn({ reason: err.reason, exit_code: err.tokenExitCode, retryable: err.retryable, detail: err.message }, 'phase failed');
@@ -196,6 +214,16 @@ export class TokenAttempt {
     const message = err instanceof Error ? err.message : String(err);
     this.log.error({ err: message }, 'attempt failed inside the agent');
     return this.outcome('retry', 1, `agent error: ${message}`);
+  }
+
+  /**
+   * A failure of the agent's own work (scratch, token files, stage-in, packing) caused by a full,
+   * over-quota or read-only scratch. During an upload a "no space" in the error may be the storage
+   * element's, so there only the local disk itself counts.
+   */
+  private diskTrouble(err: unknown): NodeFault | null {
+    const dir = this.dirs?.scratchDir ?? this.deps.workdir;
+    return scratchTrouble(dir, { err: this.phase === 'uploading' ? undefined : err, sawFull: this.fullWatch?.sawFull ?? false });
   }
 
   /** Runs a phase with its status on the token and its duration recorded. */
@@ -217,6 +245,7 @@ export class TokenAttempt {
   private enter(phase: Phase): void {
     if (this.stopped) throw new LeaseLost('stopped');
     this.log.info({ phase }, `phase ${phase}`);
+    this.phase = phase;
     const since = nowSeconds();
     this.started[phase] = since;
     this.leave();

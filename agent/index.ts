@@ -11,6 +11,7 @@ import { Agent, AGENT_EXIT, connect } from './agent.js';
 import { batchEndTime } from './batch.js';
 import { nodeCores } from './host.js';
 import { createWorkerNode } from './node/index.js';
+import { parseSize } from './node/units.js';
 import { checkAgentArgs, type AgentArgs } from './options.js';
 import { applyAgentV8Settings } from './v8-settings.js';
 
@@ -56,6 +57,8 @@ export async function runAgent(args: AgentArgs): Promise<number> {
     window: args.window,
     copies,
     keepScratch: args.keepScratch,
+    cgroups: args.stepCgroup,
+    minFreeBytes: parseSize(args.minFree, '--min-free'),
   });
   const onSignal = (sig: NodeJS.Signals) => agent.stop(`received ${sig}`);
   process.on('SIGTERM', onSignal);

@@ -24,6 +24,8 @@ export interface AgentArgs extends PoolArgs, WorkerNodeArgs {
   fence: 'auto' | 'always' | 'never';
   fenceSettle: number;
   keepScratch: boolean;
+  stepCgroup: boolean;
+  minFree: string;
   logLevel?: string;
 }
 
@@ -52,7 +54,13 @@ export function agentOptions<T>(y: Argv<T>): Argv<T & AgentArgs> {
       describe: 'Check each claim on every copy of the token before its step starts, and write outcomes only on the owning branch (auto: when the database keeps more than one copy, n > 1)',
     })
     .option('fence-settle', { type: 'number', default: SETTLE_MS / 1000, describe: 'Seconds a claim is given to reach every copy before the fence reads them all' })
-    .option('keep-scratch', { type: 'boolean', default: false, describe: 'Keep each token\'s scratch directory after the attempt' }) as unknown as Argv<
+    .option('keep-scratch', { type: 'boolean', default: false, describe: 'Keep each token\'s scratch directory after the attempt' })
+    .option('step-cgroup', {
+      type: 'boolean',
+      default: true,
+      describe: 'Contain each step in a cgroup v2 of its own where this node lets the agent create one (--no-step-cgroup: its process group and the /proc search for its marker only)',
+    })
+    .option('min-free', { type: 'string', default: '1G', describe: 'Free space the work directory needs before a claim (e.g. 500M, 20G); less is a node problem: the agent stops, exit 4' }) as unknown as Argv<
     T & AgentArgs
   >;
 }

@@ -7,8 +7,10 @@
  * Runs alternate between the two, so that a busy machine slows both alike. Targets: < 1.5 s to
  * the first claim (median), <= 80 MB peak (largest of the runs). A second set of runs moves data
  * (a 50 MB tar input unpacked, the outputs packed and copied to a file:// results location), to show
- * what stage-in and stage-out add. Writes bench-results/agent.json; its top-level run fields are the
- * CLI agent's plain step, as before the pilot was measured too.
+ * what stage-in and stage-out add. A third set runs a step that writes 200 MB to stdout: the agent's
+ * peak must stay within 10 % of the plain step's (the step writes its output files itself; nothing
+ * passes through the agent). Writes bench-results/agent.json; its top-level run fields are the CLI
+ * agent's plain step, as before the pilot was measured too.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
@@ -33,6 +35,10 @@ const STEP = 'sleep 1';
 const DATA_RUNS = 3;
 const DATA_MB = 50;
 const DATA_STEP = 'cp -r "$INPUT_DIR"/. "$OUTPUT_DIR"/ && sleep 1';
+const HUGE_RUNS = 3;
+const HUGE_STEP = "yes 'LOFAR visibility record 0123456789' | head -c 200000000; sleep 1";
+/** The agent's peak with 200 MB of stdout, against the plain step's median peak of the same variant. */
+const TARGET_HUGE_RATIO = 1.1;
 const TARGET_CLAIM_MS = 1500;
 const TARGET_RSS_MB = 80;
 
@@ -184,7 +190,8 @@ async function main(): Promise<void> {
     const data = Array.from({ length: DATA_RUNS * VARIANTS.length }, (_, i) =>
       newToken({ obsid: 'L1', step: 'data', subbands: [i], command: DATA_STEP, input: [{ url: input }], results: `${pathToFileURL(dataDir).href}/results/\${TOKEN_ID}.tar` }),
     );
-    await pool.db.bulk({ docs: [...plain, ...data] });
+    const huge = Array.from({ length: HUGE_RUNS * VARIANTS.length }, (_, i) => newToken({ obsid: 'L1', step: 'huge', subbands: [i], command: HUGE_STEP }));
+    await pool.db.bulk({ docs: [...plain, ...data, ...huge] });
     await pool.db.view('tokenpool', 'claimable', { limit: 1 });
     const runs: Record<Variant['name'], Run[]> = { cli: [], pilot: [] };
     const dataRuns: Record<Variant['name'], Run[]> = { cli: [], pilot: [] };
@@ -194,6 +201,20 @@ async function main(): Promise<void> {
     for (let i = 0; i < DATA_RUNS; i++) {
       for (const v of VARIANTS) dataRuns[v.name].push(await oneRun(v, dbUrl, server.credentialsFile, path.join(dataDir, `${v.name}-data${i}`), 'data'));
     }
+    const hugeRuns: Record<Variant['name'], Run[]> = { cli: [], pilot: [] };
+    for (let i = 0; i < HUGE_RUNS; i++) {
+      for (const v of VARIANTS) hugeRuns[v.name].push(await oneRun(v, dbUrl, server.credentialsFile, path.join(dataDir, `${v.name}-huge${i}`), 'huge'));
+    }
+    const hugeSummary = (name: Variant['name']) => {
+      const plainPeak = median(runs[name].map((r) => r.peak_rss_mb));
+      const peak = Math.max(...hugeRuns[name].map((r) => r.peak_rss_mb));
+      const ratio = Math.round((peak / plainPeak) * 1000) / 1000;
+      return {
+        ...summary(hugeRuns[name]),
+        plain_peak_rss_mb_median: plainPeak,
+        huge_over_plain: { want: `<= ${TARGET_HUGE_RATIO} (largest peak over the plain step's median peak)`, got: ratio, met: ratio <= TARGET_HUGE_RATIO },
+      };
+    };
     const cli = summary(runs.cli);
     const result = {
       bench: 'agent',
@@ -209,6 +230,12 @@ async function main(): Promise<void> {
         input: `${DATA_MB} MB tar (file://), unpacked; outputs packed and copied to a file:// results location`,
         cli: summary(dataRuns.cli),
         pilot: summary(dataRuns.pilot),
+      },
+      huge_output_step: {
+        step: HUGE_STEP,
+        stdout_bytes: 200_000_000,
+        cli: hugeSummary('cli'),
+        pilot: hugeSummary('pilot'),
       },
     };
     writeResults('agent', result);

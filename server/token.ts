@@ -290,6 +290,8 @@ export const EXIT = {
   uploadFailed: 30,
   outputExists: 31,
   imageNotFound: 40,
+  /** the scratch directory is full, over quota or read-only: a node problem, the token is given back */
+  scratchUnusable: 60,
   leaseExpired: 50,
   timeLimit: 124,
 } as const;

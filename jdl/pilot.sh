@@ -117,6 +117,16 @@ if [ -n "${TOKENPOOL_CREDENTIALS:-}" ]; then
   export TOKENPOOL_CREDENTIALS
 fi
 
+# Storage credentials shipped in a grid sandbox (0600 copies); Slurm pilots get their paths instead.
+if [ -z "${TOKENPOOL_MACAROONS:-}" ] && macaroons=$(find_file "$here/tokenpool-macaroons.json" "$start_dir/tokenpool-macaroons.json"); then
+  TOKENPOOL_MACAROONS=$(cd "$(dirname "$macaroons")" && pwd)/$(basename "$macaroons")
+  export TOKENPOOL_MACAROONS
+fi
+if [ -z "${BEARER_TOKEN_FILE:-}" ] && [ -z "${BEARER_TOKEN:-}" ] && bearer=$(find_file "$here/tokenpool-bearer-token" "$start_dir/tokenpool-bearer-token"); then
+  BEARER_TOKEN_FILE=$(cd "$(dirname "$bearer")" && pwd)/$(basename "$bearer")
+  export BEARER_TOKEN_FILE
+fi
+
 scratch_base=${TOKENPOOL_SCRATCH:-${TMPDIR:-/tmp}}
 if ! scratch=$(mktemp -d "$scratch_base/tokenpool-pilot.XXXXXX"); then
   say "cannot create a scratch directory in $scratch_base (set TOKENPOOL_SCRATCH to a writable node-local directory)"

@@ -5,8 +5,9 @@ import { InputError } from '../../server/errors.js';
 import { withPoolOptions, type PoolArgs } from '../../server/pool-options.js';
 import { DEFAULT_BUNDLE } from './submit-template.js';
 import { checkPassThroughArgs, checkPilotCredentials, type PilotCredentials } from './submit-credentials.js';
+import { storageOptions, type StorageArgs } from './submit-storage.js';
 
-export interface CommonSubmitArgs extends PoolArgs {
+export interface CommonSubmitArgs extends PoolArgs, StorageArgs {
   count?: number;
   time: string;
   cpus: number;
@@ -20,7 +21,7 @@ export interface CommonSubmitArgs extends PoolArgs {
 }
 
 export function commonSubmitOptions<T>(y: Argv<T>): Argv<T & CommonSubmitArgs> {
-  return withPoolOptions(y)
+  return storageOptions(withPoolOptions(y))
     .option('pilot-credentials', {
       type: 'string',
       describe: 'The pilots\' 0600 JSON file {"url","name","password"} for an agent-role account (shipped in the grid sandbox; on a shared file system for Slurm)',

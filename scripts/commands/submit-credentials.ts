@@ -69,7 +69,8 @@ export function batchClientEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.Pro
   const known = [...secrets()];
   const out: NodeJS.ProcessEnv = {};
   for (const [key, value] of Object.entries(env)) {
-    if (key.startsWith('TOKENPOOL_') || value === undefined) continue;
+    // A WLCG token in the environment is a secret too: pilots get storage credentials as files.
+    if (key.startsWith('TOKENPOOL_') || key === 'BEARER_TOKEN' || value === undefined) continue;
     if (known.some((s) => s.length >= 4 && value.includes(s))) continue;
     out[key] = value;
   }

@@ -17,6 +17,7 @@ import { printJson, printLine } from '../output.js';
 import { jdlString, PILOT_SCRIPT, readTemplate, renderTemplate, shQuote } from './submit-template.js';
 import { agentBundle } from './agent-bundle.js';
 import { batchClientEnv, type PilotCredentials } from './submit-credentials.js';
+import { storageFiles } from './submit-storage.js';
 import { commonSubmitOptions, prepareSubmission, type CommonSubmitArgs } from './submit-common.js';
 
 export type GridBackend = 'dirac' | 'glite';
@@ -32,7 +33,7 @@ export interface GridArgs extends CommonSubmitArgs {
 }
 
 /** Names the files have in the sandbox, i.e. in the pilot's working directory on the worker node. */
-export const SANDBOX = { pilot: 'pilot.sh', bundle: 'tokenpool-agent.mjs', credentials: 'tokenpool-credentials.json', jdl: 'pilot.jdl' } as const;
+export const SANDBOX = { pilot: 'pilot.sh', bundle: 'tokenpool-agent.mjs', credentials: 'tokenpool-credentials.json', macaroons: 'tokenpool-macaroons.json', bearer: 'tokenpool-bearer-token', jdl: 'pilot.jdl' } as const;
 
 export interface GridPlan {
   jdl: string;
@@ -60,6 +61,16 @@ export function stageGridSubmission(args: GridArgs, creds: PilotCredentials, age
   fs.copyFileSync(bundle, staged(SANDBOX.bundle));
   fs.rmSync(staged(SANDBOX.credentials), { force: true });
   fs.writeFileSync(staged(SANDBOX.credentials), fs.readFileSync(creds.file), { mode: 0o600, flag: 'wx' });
+  // Storage credentials travel the same way: 0600 copies in the sandbox, found by pilot.sh.
+  const storage = storageFiles(args);
+  const extra = [
+    ...(storage.macaroons ? [[SANDBOX.macaroons, storage.macaroons]] : []),
+    ...(storage.bearerTokenFile ? [[SANDBOX.bearer, storage.bearerTokenFile]] : []),
+  ] as Array<[string, string]>;
+  for (const [name, from] of extra) {
+    fs.rmSync(staged(name), { force: true });
+    fs.writeFileSync(staged(name), fs.readFileSync(from), { mode: 0o600, flag: 'wx' });
+  }
 
   const dirac = args.backend === 'dirac';
   const requirements = args.requirements ?? (dirac ? undefined : `other.GlueCEPolicyMaxWallClockTime >= ${Math.ceil(limit / 60)}`);
@@ -67,7 +78,7 @@ export function stageGridSubmission(args: GridArgs, creds: PilotCredentials, age
     job_name: jdlString(jobName).slice(1, -1),
     count,
     arguments: jdlString(argv.map(shQuote).join(' ')).slice(1, -1),
-    input_sandbox: `{${[SANDBOX.pilot, SANDBOX.bundle, SANDBOX.credentials].map((f) => jdlString(staged(f))).join(', ')}}`,
+    input_sandbox: `{${[SANDBOX.pilot, SANDBOX.bundle, SANDBOX.credentials, ...extra.map(([name]) => name)].map((f) => jdlString(staged(f))).join(', ')}}`,
     cpus: args.cpus,
     whole_nodes: args.wholeNodes ? 'true' : 'false',
     number_of_processors: dirac ? args.cpus : null,
@@ -95,6 +106,8 @@ export function stageGridSubmission(args: GridArgs, creds: PilotCredentials, age
       vo: args.vo ?? null,
       requirements: requirements ?? null,
       credentials: creds.file,
+      macaroons: storage.macaroons,
+      bearer_token_file: storage.bearerTokenFile,
       agent_args: agentArgs.join(' ') || null,
     },
   };

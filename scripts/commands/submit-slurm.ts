@@ -16,6 +16,7 @@ import { printJson, printLine } from '../output.js';
 import { PILOT_SCRIPT, readTemplate, renderTemplate, shQuote } from './submit-template.js';
 import { agentBundle } from './agent-bundle.js';
 import { batchClientEnv, type PilotCredentials } from './submit-credentials.js';
+import { storageFiles } from './submit-storage.js';
 import { runAutopilot } from './submit-auto.js';
 import { commonSubmitOptions, prepareSubmission, type CommonSubmitArgs } from './submit-common.js';
 
@@ -78,6 +79,7 @@ export function slurmPlan(args: SlurmArgs, creds: PilotCredentials, agentArgs: r
   checkFile(PILOT_SCRIPT, 'jdl/pilot.sh', 'Reinstall tokenpool: the pilot script is part of it.');
   const jobName = args.jobName ?? `tokenpool-${dbName.replace(/[^A-Za-z0-9_.-]/g, '_')}`;
   const maxTime = Math.max(60, limit - args.signalGrace);
+  const storage = storageFiles(args);
   // What the sbatch script states and the submission record keeps alike.
   const common = {
     job_name: jobName,
@@ -97,6 +99,8 @@ export function slurmPlan(args: SlurmArgs, creds: PilotCredentials, agentArgs: r
       grace: args.signalGrace,
       sbatch_options: sbatchOptions,
       credentials: shQuote(creds.file),
+      macaroons: storage.macaroons === null ? null : shQuote(storage.macaroons),
+      bearer_token_file: storage.bearerTokenFile === null ? null : shQuote(storage.bearerTokenFile),
       bundle: shQuote(bundle),
       scratch: args.scratch === undefined ? null : `"${args.scratch}"`,
       node: args.node === undefined ? null : shQuote(path.resolve(args.node)),
@@ -108,6 +112,8 @@ export function slurmPlan(args: SlurmArgs, creds: PilotCredentials, agentArgs: r
       signal_grace: args.signalGrace,
       scratch: args.scratch ?? null,
       credentials: creds.file,
+      macaroons: storage.macaroons,
+      bearer_token_file: storage.bearerTokenFile,
       bundle,
       sbatch_options: sbatchOptions.join(' ') || null,
       agent_args: agentArgs.join(' ') || null,

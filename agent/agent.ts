@@ -16,6 +16,7 @@ import { TokenpoolError } from '../server/errors.js';
 import { Claimer, type ClaimSource } from './claim.js';
 import { TokenAttempt, errText, recordOutcome } from './attempt.js';
 import { Journal } from './journal.js';
+import { releaseDependents } from './release.js';
 import { backoffMs, isUnreachable, sleep } from './retry.js';
 import { batchIds } from './batch.js';
 import type { Slots } from './options.js';
@@ -289,6 +290,7 @@ export class Agent {
     const res = await this.journal.flush(async (e) => {
       const written = await recordOutcome(this.cfg.pool.db, e.tokenId, e.claimId, e.outcome, { copies: this.cfg.copies });
       log.info({ token: e.tokenId, attempt: e.attempt, phase: 'journal', recorded: written ? written.status : 'dropped' }, written ? 'journaled outcome recorded' : 'journaled outcome dropped: the token was claimed again meanwhile');
+      if (written) await releaseDependents(this.cfg.pool.db, written, this.cfg.copies, log);
       return written ? 'applied' : 'dropped';
     });
     const left = this.journal.files().length;

@@ -16,6 +16,8 @@ import { FullWatch, scratchTrouble } from './disk.js';
 import { hostFacts } from './host.js';
 import type { Journal } from './journal.js';
 import { isUnreachable } from './retry.js';
+import { releaseDependents } from './release.js';
+import { cwlCommand, cwlOf, cwlOutputs } from './cwl.js';
 
 export const LOG_TAIL_BYTES = 64 * 1024;
 /**
@@ -155,7 +157,8 @@ export class TokenAttempt {
     if (!command) throw new PhaseError('no command to run: the token has none and the agent was started without --command', EXIT.malformedToken, false);
 
     this.enter('running');
-    const { file, args } = deps.node.wrapCommand(ctx, command);
+    const cwl = cwlOf(token);
+    const { file, args } = cwl ? cwlCommand(ctx, cwl) : deps.node.wrapCommand(ctx, command);
     const res = await runStep({
       file,
       args,
@@ -185,9 +188,11 @@ export class TokenAttempt {
       return this.outcome('retry', code, res.exitCode === null ? `killed by ${res.signal}` : `exit code ${code}`);
     }
 
+    // Read before stage-out: a runner that reported no output object fails before anything is uploaded.
+    const cwlOutput = cwl ? cwlOutputs(dirs.stdoutFile, dirs.outputDir) : null;
     const output = await this.timed('uploading', () => deps.node.stageOut(ctx));
     const provenance = await deps.node.provenance(ctx);
-    return { ...this.outcome('done', 0, 'done'), output, facts: provenance };
+    return { ...this.outcome('done', 0, 'done'), output, facts: cwlOutput ? { ...provenance, cwl_output: cwlOutput } : provenance };
   }
 
   private outcome(result: Outcome['result'], exitCode: number | null, reason: string): Outcome {
@@ -316,6 +321,7 @@ export class TokenAttempt {
         return 'lost';
       }
       this.log.info({ phase: written.status, exit_code: outcome.exitCode, reason: outcome.reason, phases: outcome.phases }, `recorded: ${written.status}`);
+      await releaseDependents(this.deps.db, written, this.deps.copies, this.log);
       return outcome.result;
     } catch (err) {
       if (!isUnreachable(err)) {

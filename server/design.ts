@@ -12,6 +12,7 @@ import { agentViews } from './views/agent.js';
 import { dashboardViews } from './views/dashboard.js';
 import { monitorViews } from './views/monitor.js';
 import { progressViews } from './views/progress.js';
+import { pipelineViews } from './views/pipelines.js';
 import { submissionViews } from './views/submissions.js';
 import type { ViewDef } from './views/types.js';
 import { validateDocUpdate } from './security.js';
@@ -53,6 +54,7 @@ export function designDocs(): DesignDoc[] {
         'views/agent.ts': agentViews,
         'views/submissions.ts': submissionViews,
         'views/dashboard.ts': dashboardViews,
+        'views/pipelines.ts': pipelineViews,
       }),
     },
   ];

@@ -87,6 +87,29 @@ export const RequirementsSchema = z.object({
 });
 export type Requirements = z.infer<typeof RequirementsSchema>;
 
+/**
+ * A pipeline token's place in its run (server/pipelines/): the upstream tokens it needs, the
+ * dependents it feeds, and what its release recorded. docs/pipelines.md, "Tokens of a run".
+ */
+export const PipelineLinkSchema = z
+  .object({
+    run: z.string().min(1),
+    step: z.string().min(1),
+    /** sha256 of the pipeline definition the run was made from */
+    definition: z.string().regex(/^[0-9a-f]{64}$/),
+    needs: z.array(z.object({ step: z.string().min(1), tokens: z.array(z.string().min(1)), min_fraction: z.number().gt(0).max(1) })),
+    feeds: z.array(z.string().min(1)),
+    /** how many entries at the head of `input` are the token's own files; upstream outputs follow them once released */
+    own_inputs: z.number().int().nonnegative(),
+    /** upstream tokens that failed for good and keep this token from running */
+    blocked_by: z.array(z.string()).optional(),
+    /** upstream tokens a min_fraction release went on without */
+    missing: z.array(z.string()).optional(),
+    released: unixTime.optional(),
+  })
+  .catchall(z.unknown());
+export type PipelineLink = z.infer<typeof PipelineLinkSchema>;
+
 export const TokenSchema = z
   .object({
     _id: z.string().min(1).regex(/^[^_]/, 'must not start with "_"'),
@@ -130,6 +153,7 @@ export const TokenSchema = z
     times: z.partialRecord(z.enum(TOKEN_STATUSES), unixTime),
     created: unixTime,
     updated: unixTime,
+    pipeline: PipelineLinkSchema.optional(),
   })
   // Batch-system ids (slurm_job_id, dirac_job_id, …), host facts, provenance: kept, not checked.
   .catchall(z.unknown());

@@ -18,6 +18,7 @@ export const commandLoaders: Record<string, () => Promise<AnyCommand>> = {
   stage: async () => (await import('./stage.js')).stageCommand,
   submit: async () => (await import('./submit.js')).submitCommand,
   pilots: async () => (await import('./pilots.js')).pilotsCommand,
+  pipeline: async () => (await import('./pipeline.js')).pipelineCommand,
 };
 
 /** The verb's own module when argv names one, else all of them (for the command list in --help). */

@@ -9,6 +9,7 @@ import { nowSeconds, type Token } from '../token.js';
 import { effectiveStatus } from '../effective-status.js';
 import { matchesSelection, scanTokens, type Selection } from './select.js';
 import { updateTokens, type UpdateOutcome } from './update.js';
+import { advance } from '../pipelines/release.js';
 
 export interface ResetOptions {
   resetAttempts?: boolean;
@@ -22,6 +23,8 @@ export interface ResetReport extends UpdateOutcome {
   /** selected but already todo: left alone */
   alreadyTodo: number;
   ids: string[];
+  /** pipeline tokens a reset upstream token no longer blocks */
+  unblocked: number;
 }
 
 export function resetToken(t: Token, now: number, resetAttempts: boolean): Token {
@@ -51,14 +54,21 @@ export async function resetTokens(pool: Pool, sel: Selection, opts: ResetOptions
     if (isTodo(t)) alreadyTodo++;
     else ids.push(t._id);
   }
-  const report: ResetReport = { matched: ids.length + alreadyTodo, alreadyTodo, ids, changed: 0, skipped: 0, conflicts: 0 };
+  const report: ResetReport = { matched: ids.length + alreadyTodo, alreadyTodo, ids, changed: 0, skipped: 0, conflicts: 0, unblocked: 0 };
   if (opts.dryRun || ids.length === 0) return report;
   const filter: Selection = { ...sel, ids: undefined };
+  const feeds = new Set<string>();
   const outcome = await updateTokens(
     pool,
     ids,
-    (t) => (matchesSelection(t, filter, now) && !isTodo(t) ? resetToken(t, now, opts.resetAttempts ?? false) : null),
+    (t) => {
+      if (!matchesSelection(t, filter, now) || isTodo(t)) return null;
+      for (const id of t.pipeline?.feeds ?? []) feeds.add(id);
+      return resetToken(t, now, opts.resetAttempts ?? false);
+    },
     { action: 'reset tokens', role: `${ROLES.agent} or ${ROLES.manager}`, onProgress: (done) => opts.onProgress?.(done, ids.length) },
   );
-  return { ...report, ...outcome };
+  // A pipeline token's dependents that its failure blocked may run again once it does.
+  const unblocked = feeds.size ? (await advance(pool.db, [...feeds])).unblocked.length : 0;
+  return { ...report, ...outcome, unblocked };
 }

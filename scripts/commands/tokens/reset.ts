@@ -44,6 +44,7 @@ export const resetCommand: CommandModule<object, ResetArgs> = {
       report.alreadyTodo ? `${report.alreadyTodo} already todo` : '',
       report.skipped ? `${report.skipped} changed meanwhile and no longer match` : '',
       report.conflicts ? `${report.conflicts} kept conflicting (run again)` : '',
+      report.unblocked ? `${report.unblocked} pipeline tokens unblocked` : '',
     ].filter(Boolean);
     printLine(`reset ${report.changed} tokens to todo${extra.length ? ` (${extra.join(', ')})` : ''}`);
     if (report.conflicts) process.exitCode = 1;

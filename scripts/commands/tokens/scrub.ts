@@ -7,6 +7,7 @@ import { withDb } from '../../../server/db-errors.js';
 import { nowSeconds } from '../../../server/token.js';
 import { resolveConflicts } from '../../../server/tokens/conflicts.js';
 import { conflictTable } from './conflicts.js';
+import { advanceAllRuns } from '../../../server/pipelines/runs.js';
 
 interface ScrubArgs extends PoolArgs {
   'dry-run': boolean;
@@ -15,7 +16,7 @@ interface ScrubArgs extends PoolArgs {
 
 export const scrubCommand: CommandModule<object, ScrubArgs> = {
   command: 'scrub',
-  describe: 'Give back tokens whose lease expired (todo, one more attempt counted, or error after max_attempts) and resolve stored conflicts (tokens conflicts)',
+  describe: 'Give back tokens whose lease expired (todo, one more attempt counted, or error after max_attempts), resolve stored conflicts (tokens conflicts) and finish pipeline releases a crash left undone',
   builder: (y: Argv) =>
     withPoolOptions(y)
       .option('dry-run', { type: 'boolean', default: false, describe: 'Report the expired leases, change nothing' })
@@ -25,7 +26,9 @@ export const scrubCommand: CommandModule<object, ScrubArgs> = {
     const now = nowSeconds();
     const report = await withDb(pool, 'scrub expired leases', () => sweepExpiredLeases(pool.db, now, { dryRun: args['dry-run'] }), { role: 'tokenpool_agent' });
     const conflicts = await withDb(pool, 'resolve stored conflicts', () => resolveConflicts(pool, { dryRun: args['dry-run'] }), { role: 'tokenpool_agent' });
-    if (args.json) return printJson({ dry_run: args['dry-run'], ...report, conflicts });
+    // Releases of pipeline dependents that a crash between an outcome and its release left undone.
+    const pipelines = args['dry-run'] ? null : await withDb(pool, 'advance pipeline runs', () => advanceAllRuns(pool), { role: 'tokenpool_agent' });
+    if (args.json) return printJson({ dry_run: args['dry-run'], ...report, conflicts, ...(pipelines ? { pipelines } : {}) });
     const verb = args['dry-run'] ? 'would scrub' : 'scrubbed';
     printLine(`${verb} ${report.expired.length} expired leases${report.skipped ? ` (${report.skipped} changed meanwhile, left alone)` : ''}`);
     if (report.expired.length) {
@@ -35,6 +38,9 @@ export const scrubCommand: CommandModule<object, ScrubArgs> = {
     if (conflicts.length) {
       printLine(`${args['dry-run'] ? 'would resolve' : 'resolved'} ${conflicts.length} stored conflicts`);
       printLine(conflictTable(conflicts));
+    }
+    if (pipelines && (pipelines.released.length || pipelines.blocked.length || pipelines.unblocked.length)) {
+      printLine(`pipeline runs: ${pipelines.released.length} tokens released, ${pipelines.blocked.length} blocked, ${pipelines.unblocked.length} unblocked`);
     }
   },
 };

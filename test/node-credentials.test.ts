@@ -18,7 +18,9 @@ import { gfalAvailable } from '../agent/node/transfer/gfal.js';
 import { saveMacaroons } from '../agent/node/credentials/macaroon-file.js';
 import { parseMacaroon } from '../agent/node/credentials/macaroon.js';
 import { PhaseError, type PhaseContext } from '../agent/phases.js';
+import { TokenpoolError } from '../server/errors.js';
 import { createLogger } from '../server/log.js';
+import { redactUrl } from '../server/redact.js';
 import { EXIT, newToken, type NewToken } from '../server/token.js';
 import { startNginx, type Nginx } from './helpers/nginx.js';
 import { attemptParts } from './helpers/phase.js';
@@ -172,6 +174,17 @@ for (const tool of ['builtin', 'gfal'] as const) {
     });
   });
 }
+
+test('--results-auth: a node without the results storage\'s credential refuses to claim; URLs with ?authz= are printed without it', async () => {
+  const results = `${se.url}/lofar/out/\${TOKEN_ID}.tar`;
+  await assert.rejects(node({ results, resultsAuth: 'bearer' }).preflight(), (e: unknown) => e instanceof TokenpoolError && e.exitCode === EXIT.credentials && /no usable credential/.test(e.message));
+  const file = path.join(work, 'bt-preflight');
+  writeToken(file, jwt('storage.create:/lofar/out', 3600));
+  process.env.BEARER_TOKEN_FILE = file;
+  await node({ results, resultsAuth: 'bearer' }).preflight();
+  const m = macaroon(['activity:DOWNLOAD']);
+  assert.equal(redactUrl(`${se.url}/lofar/a.tar?authz=${m}`), `${se.url}/lofar/a.tar?authz=***`);
+});
 
 test('a token that would expire before the transfer is refreshed first (refresh command); a refused one is retried once with a fresh one', async () => {
   const file = path.join(work, 'bt-refresh');

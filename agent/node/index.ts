@@ -34,6 +34,7 @@ export interface WorkerNodeArgs {
   tokenRefreshCommand?: string;
   minCredentialLifetime?: string;
   credentialWait?: string;
+  resultsAuth?: 'macaroon' | 'bearer';
   /** The agent's work directory (the agent's own flag), the default home of --local-results */
   workdir?: string;
 }
@@ -65,6 +66,7 @@ export function workerNodeOptions<T>(y: Argv<T>): Argv<T & WorkerNodeArgs> {
     .option('macaroons', { type: 'string', group: GROUP, describe: 'Macaroons file (0600) as tokenpool stage --method stageit writes it (default ~/.tokenpool/macaroons.json)' })
     .option('token-refresh-command', { type: 'string', group: GROUP, describe: 'Command printing a fresh WLCG bearer token when the one found expires too soon, e.g. "oidc-token lofar" (run without a shell)' })
     .option('min-credential-lifetime', { type: 'string', default: '10m', group: GROUP, describe: 'Refresh a macaroon or bearer token that lives less than this when a transfer starts' })
+    .option('results-auth', { choices: ['macaroon', 'bearer'] as const, group: GROUP, describe: 'The credential the --results storage takes: without one that lives --min-credential-lifetime, refuse to claim work' })
     .option('credential-wait', { type: 'string', default: '2m', group: GROUP, describe: 'Without a refresh command: how long to wait for a refresher to rewrite the credential file' }) as unknown as Argv<T & WorkerNodeArgs>;
 }
 
@@ -94,6 +96,7 @@ export function createWorkerNode(args: WorkerNodeArgs, log: Logger): WorkerNode 
       tokenRefreshCommand: args.tokenRefreshCommand?.trim() ? args.tokenRefreshCommand.trim().split(/\s+/) : undefined,
       minCredentialLifetimeS: parseDuration(args.minCredentialLifetime ?? '10m', '--min-credential-lifetime'),
       credentialWaitS: parseDuration(args.credentialWait ?? '2m', '--credential-wait'),
+      resultsAuth: args.resultsAuth,
       env: process.env,
     },
     log,

@@ -44,6 +44,8 @@ export interface WorkerNodeConfig {
   tokenRefreshCommand?: string[];
   minCredentialLifetimeS: number;
   credentialWaitS: number;
+  /** The credential the --results storage takes: checked at preflight, before any claim */
+  resultsAuth?: 'macaroon' | 'bearer';
   env: NodeJS.ProcessEnv;
 }
 
@@ -98,7 +100,20 @@ export class GridWorkerNode implements WorkerNode {
     if (this.config.requireProxy === 'yes' || (this.config.requireProxy === 'auto' && agentNeedsProxy)) {
       this.proxy = checkProxy(proxyPath(this.config.env), this.config.minProxyLifetimeS ?? DEFAULT_MIN_PROXY_S);
     }
+    if (this.config.results && this.config.resultsAuth) await this.checkResultsCredential(this.config.results, this.config.resultsAuth);
     if (this.config.image && !this.agentSoftware) this.agentSoftware = await this.resolveSoftware(this.config.image);
+  }
+
+  /** As for the proxy: a node that could not store results refuses to claim (exit 11). */
+  private async checkResultsCredential(template: string, kind: 'macaroon' | 'bearer'): Promise<void> {
+    // The storage is named by what comes before the first per-token placeholder.
+    const location = template.replace('${RESULTS}', this.config.resultsBase ?? '').replace(/\$\{[A-Z_]+\}/g, 'x');
+    try {
+      await this.credentials.prepare(location, { required: [kind] });
+    } catch (err) {
+      if (err instanceof NodeFault) throw new TokenpoolError(`--results ${template}: ${err.message}`, undefined, EXIT.credentials);
+      throw err;
+    }
   }
 
   async stageIn(ctx: PhaseContext): Promise<void> {

@@ -46,6 +46,7 @@ export const REQUIREMENTS: Requirement[] = [
   { what: 'openssl', pkg: 'openssl', present: onPath('openssl') },
   { what: 'curl', pkg: 'curl', present: onPath('curl') },
   { what: 'python3', pkg: 'python3', present: onPath('python3') },
+  { what: 'cwltool', pkg: 'cwltool', present: onPath('cwltool') },
   { what: 'xz', pkg: 'xz-utils', present: onPath('xz'), forCouchDbKit: true },
   ...['libicu72', 'libssl3', 'libsystemd0', 'libtinfo6', 'zlib1g', 'libstdc++6'].map(couchDbLibrary),
 ];

@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { keepWebAssemblyOnBaselineCompiler } from '../agent/v8-settings.js';
 import { startNginx } from '../test/helpers/nginx.js';
+import { mintJwt, mintMacaroon } from '../test/helpers/se-auth.js';
 import { writeResults } from './results.js';
 
 // As in the agent, the flag is set before the adler32 module is compiled (the agent loads it on
@@ -23,6 +24,8 @@ const { httpTransfer } = await import('../agent/node/transfer/http.js');
 
 const SIZE = Number(process.env.BENCH_TRANSFER_BYTES ?? 1 << 30);
 const RUNS = Number(process.env.BENCH_TRANSFER_RUNS ?? 9);
+/** Runs of each authorised transfer (macaroon, bearer token) */
+const AUTH_RUNS = Number(process.env.BENCH_TRANSFER_AUTH_RUNS ?? 5);
 
 function mbps(bytes: number, ms: number): number {
   return Math.round((bytes / 1e6 / (ms / 1000)) * 10) / 10;
@@ -45,11 +48,11 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
  * machine hits them alike and none is always first (the bench's first transfer was often slow);
  * reports the best run of each and the median CPU seconds.
  */
-async function compare(contenders: Record<string, Contender>, before?: () => void): Promise<Record<string, Result>> {
+async function compare(contenders: Record<string, Contender>, before?: () => void, rounds = RUNS): Promise<Record<string, Result>> {
   const runs: Record<string, number[]> = {};
   const cpu: Record<string, number[]> = {};
   const entries = Object.entries(contenders);
-  for (let i = 0; i < RUNS; i++) {
+  for (let i = 0; i < rounds; i++) {
     for (const [name, fn] of [...entries.slice(i % entries.length), ...entries.slice(0, i % entries.length)]) {
       if (!fn) continue;
       before?.();
@@ -83,6 +86,9 @@ const have = (tool: string) => {
 };
 
 const nginx = await startNginx();
+// The same SE checking macaroons and WLCG tokens on every request (njs), for the authorised runs.
+const keys = { macaroonSecret: randomBytes(16).toString('hex'), jwtSecret: randomBytes(16).toString('hex') };
+const secured = await startNginx({ auth: keys });
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'tokenpool-bench-transfer-'));
 const gfalEnv = { ...process.env, GFAL_PYTHONBIN: process.env.GFAL_PYTHONBIN ?? '/usr/bin/python3' };
 try {
@@ -148,6 +154,32 @@ try {
     () => fs.rmSync(outDir, { recursive: true, force: true }),
   );
 
+  // Authorised stage-in and stage-out: the built-in client and curl with the same credential
+  // (curl reads the header from a 0600 file: a credential never goes on a command line).
+  fs.linkSync(source, path.join(secured.root, 'big.dat'));
+  const securedOut = path.join(secured.root, 'out');
+  const credentials = {
+    macaroon: mintMacaroon(keys.macaroonSecret, { caveats: ['activity:DOWNLOAD,UPLOAD,LIST', `before:${new Date(Date.now() + 86400e3).toISOString()}`] }),
+    bearer: mintJwt(keys.jwtSecret, { scope: 'storage.read:/ storage.create:/', lifetimeS: 86400 }),
+  };
+  const authorised: Record<string, { stage_in: Record<string, Result>; stage_out: Record<string, Result> }> = {};
+  for (const [kind, secret] of Object.entries(credentials)) {
+    const header = path.join(work, `${kind}.header`);
+    fs.writeFileSync(header, `Authorization: Bearer ${secret}\n`, { mode: 0o600 });
+    const client = httpTransfer(undefined, () => ({ Authorization: `Bearer ${secret}` }));
+    const from = `${secured.url}/big.dat`;
+    const to = (name: string, i: number) => `${secured.url}/out/${kind}-${name}-${i}.dat`;
+    authorised[kind] = {
+      stage_in: await compare({ builtin: async () => void (await client.download(from, dest, { signal })), curl: have('curl') ? () => runTool('curl', ['-sSf', '-H', `@${header}`, '-o', dest, from]) : null }, clear, AUTH_RUNS),
+      stage_out: await compare(
+        { builtin: async (i) => void (await client.upload(local, to('builtin', i), { signal })), curl: have('curl') ? (i) => runTool('curl', ['-sSf', '-H', `@${header}`, '-T', local, to('curl', i)]) : null },
+        () => fs.rmSync(securedOut, { recursive: true, force: true }),
+        AUTH_RUNS,
+      ),
+    };
+  }
+  clear();
+
   const ratio = (a: Result | undefined, b: Result | undefined) => (a && b ? Math.round((a.mb_s / b.mb_s) * 100) / 100 : null);
   /** Each turn's built-in run over that turn's curl run: the side-by-side view of the same minutes */
   const turnRatios = (a: Result | undefined, b: Result | undefined) => (a && b ? a.runs_mb_s.map((x, i) => Math.round((x / b.runs_mb_s[i]!) * 100) / 100) : null);
@@ -180,11 +212,19 @@ try {
     builtin_vs_curl_per_turn: { stage_in: turnRatios(stageIn.builtin, stageIn.curl), stage_out: turnRatios(stageOut.builtin, stageOut.curl) },
     /** CPU seconds per run, built-in over curl (median runs): below 1 the built-in client needs less */
     builtin_vs_curl_cpu: { stage_in: cpuRatio(stageIn.builtin, stageIn.curl), stage_out: cpuRatio(stageOut.builtin, stageOut.curl) },
+    /** The same transfers against the SE that checks a macaroon or a WLCG bearer token on every request */
+    authorised: Object.fromEntries(
+      Object.entries(authorised).map(([kind, r]) => [
+        kind,
+        { ...r, builtin_vs_curl_median: { stage_in: medianRatio(r.stage_in.builtin, r.stage_in.curl), stage_out: medianRatio(r.stage_out.builtin, r.stage_out.curl) } },
+      ]),
+    ),
     load_average: os.loadavg().map((l) => Math.round(l * 10) / 10),
     targets: { builtin_vs_curl: 0.8, adler32_mb_s: 1000 },
   };
   writeResults('transfer', result);
 } finally {
+  await secured.close();
   await nginx.close();
   fs.rmSync(work, { recursive: true, force: true });
 }

@@ -5,6 +5,7 @@
  */
 import path from 'node:path';
 import { openPool } from '../server/client.js';
+import { checkDbTimeout } from '../server/pool-options.js';
 import { createLogger } from '../server/log.js';
 import { TokenpoolError } from '../server/errors.js';
 import { Agent, AGENT_EXIT, connect } from './agent.js';
@@ -23,7 +24,7 @@ export async function runAgent(args: AgentArgs): Promise<number> {
   applyAgentV8Settings();
   const log = createLogger('agent', { level: args.logLevel });
   const { slots, selector } = checkAgentArgs(args);
-  const pool = openPool({ db: args.db, credentials: args.credentials, user: process.env.TOKENPOOL_USER, password: process.env.TOKENPOOL_PASSWORD });
+  const pool = openPool({ db: args.db, credentials: args.credentials, user: process.env.TOKENPOOL_USER, password: process.env.TOKENPOOL_PASSWORD, dbTimeoutS: checkDbTimeout(args.dbTimeout) });
   const node = createWorkerNode(args, log);
   const startedMs = Date.now();
   let deadlineMs: number | undefined;

@@ -3,7 +3,9 @@
  * dashboard's first paint (headless Chromium) take with 10k and 100k tokens, on each backend of
  * bench/backends.ts: the embedded server (dashboard on its front), and the real CouchDB single node
  * and cluster the environment names (dashboard served as `tokenpool dashboard` serves it).
+ * Then agent throughput with 0 and 20 concurrent `tokenpool status --watch` processes (bench/watchers.ts).
  * Writes bench-results/status.json. Usage: npm run bench:status [-- 10000] [--only couchdb] [--url URL]
+ * (BENCH_STATUS_PARTS=watchers runs only the watcher windows; =sizes only the sizes).
  */
 import os from 'node:os';
 import { spawn } from 'node:child_process';
@@ -18,6 +20,7 @@ import { seedPool } from '../test/helpers/status-fixture.js';
 import { launchBrowser } from '../test/helpers/browser.js';
 import { judgedTargets, onEachBackend, openBackends, parseBenchArgs, target, type Backend } from './backends.js';
 import { writeResults } from './results.js';
+import { watchersOn } from './watchers.js';
 
 const CLI = fileURLToPath(new URL('../scripts/cli.js', import.meta.url));
 
@@ -115,19 +118,26 @@ async function benchSize(b: Backend, tokens: number) {
   }
 }
 
-async function statusOn(b: Backend, sizes: number[]) {
+async function statusOn(b: Backend, sizes: number[], parts: Set<string>) {
+  const watchers = parts.has('watchers') ? await watchersOn(b) : null;
   const results = [];
-  for (const n of sizes) {
+  for (const n of parts.has('sizes') ? sizes : []) {
     process.stderr.write(`bench:status: ${n} tokens …\n`);
     results.push(await benchSize(b, n));
   }
-  const largest = results[results.length - 1]!;
-  const of = `${largest.tokens} tokens, median`;
+  const largest = results[results.length - 1];
+  const of = `${largest?.tokens} tokens, median`;
   return {
     results,
+    watchers,
     targets: {
-      cli_status_under_1s: target('< 1000 ms', largest.cli_status_json_end_to_end_median_ms, (x) => x < 1000, of),
-      dashboard_first_paint_under_1s: target('< 1000 ms', largest.dashboard_first_paint_median_ms, (x) => x < 1000, of),
+      ...(largest && {
+        cli_status_under_1s: target('< 1000 ms', largest.cli_status_json_end_to_end_median_ms, (x) => x < 1000, of),
+        dashboard_first_paint_under_1s: target('< 1000 ms', largest.dashboard_first_paint_median_ms, (x) => x < 1000, of),
+      }),
+      ...(watchers && {
+        twenty_watchers_cost_at_most_20_percent: target('≥ 0.8', watchers.ratio_watched_to_unwatched, (x) => x >= 0.8, 'agent tokens/s with 20 status --watch ÷ without'),
+      }),
     },
   };
 }
@@ -135,7 +145,8 @@ async function statusOn(b: Backend, sizes: number[]) {
 const args = parseBenchArgs();
 const sizes = args.numbers.length ? args.numbers : [10_000, 100_000];
 const backends = await openBackends(args, { embeddedRoutes: (admin) => dashboardRoutes({ credentials: admin }) });
-const sections = await onEachBackend(backends, (b) => statusOn(b, sizes));
+const parts = new Set((process.env.BENCH_STATUS_PARTS ?? 'sizes,watchers').split(','));
+const sections = await onEachBackend(backends, (b) => statusOn(b, sizes, parts));
 writeResults('status', {
   bench: 'status',
   date: new Date().toISOString(),
@@ -146,6 +157,7 @@ writeResults('status', {
     'first_status_with_index_build: the first query per view builds its index (once per pool)',
     'load_average_1min: the machine is shared; on a 2-core machine a load well above 2 stretches every figure',
     'targets are judged on the real single node (judged_on)',
+    'watchers: real tokenpool agent processes (no-op step) in three windows: no watcher, 20 tokenpool status --watch --json processes started before the window, no watcher; ratio = watched ÷ mean of the two others',
   ],
   backends: sections,
   targets: judgedTargets(sections),

@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import type Nano from 'nano';
 import type { DocumentScope, ServerScope } from 'nano';
+import { DEFAULT_DB_TIMEOUT_S, deadlineDispatcher } from './deadline.js';
 import { InputError } from './errors.js';
 import { redactUrl, registerSecret } from './redact.js';
 import type { Token } from './token.js';
@@ -23,6 +24,8 @@ export interface PoolOptions {
   credentials?: string;
   user?: string;
   password?: string;
+  /** Seconds a request may go without an answer before the server is asked whether it is alive (server/deadline.ts). */
+  dbTimeoutS?: number;
 }
 
 export interface Credentials {
@@ -41,6 +44,8 @@ export interface Pool {
   credentials: Credentials | null;
   /** Value of the Authorization header, for raw HTTP (changes feeds, streaming) */
   authorization: string | null;
+  /** Milliseconds of silence after which a request's server is asked whether it is alive */
+  quietMs: number;
 }
 
 export interface CredentialsFile {
@@ -115,7 +120,12 @@ export function openPool(opts: PoolOptions): Pool {
   const credentials: Credentials | null =
     file ?? (opts.user && opts.password !== undefined ? { name: opts.user, password: opts.password } : parsed.credentials);
   const authorization = credentials ? basicAuth(credentials) : null;
-  const server = nano({ url: parsed.serverUrl, headers: authorization ? { Authorization: authorization } : {} });
+  const quietMs = (opts.dbTimeoutS ?? DEFAULT_DB_TIMEOUT_S) * 1000;
+  const server = nano({
+    url: parsed.serverUrl,
+    headers: authorization ? { Authorization: authorization } : {},
+    agentOptions: deadlineDispatcher(quietMs) as Nano.Configuration['agentOptions'],
+  });
   return {
     server,
     db: server.use<Token>(parsed.dbName),
@@ -124,5 +134,6 @@ export function openPool(opts: PoolOptions): Pool {
     displayUrl: `${parsed.serverUrl}/${encodeURIComponent(parsed.dbName)}`,
     credentials,
     authorization,
+    quietMs,
   };
 }

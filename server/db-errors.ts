@@ -3,7 +3,8 @@
  * DatabaseError that tells the user what is wrong and what to do, without URLs' credentials.
  */
 import type { Pool } from './client.js';
-import { DatabaseError, TokenpoolError } from './errors.js';
+import { DatabaseError, NoDatabaseError, NotAuthorisedError, TokenpoolError } from './errors.js';
+import { NO_ANSWER } from './deadline.js';
 import { ROLES } from './security.js';
 
 export interface DbErrorContext {
@@ -20,7 +21,7 @@ export interface DbErrorContext {
 /** The `role` to name when an action needs CouchDB's server admin rather than a pool role. */
 export const SERVER_ADMIN = 'server admin';
 
-const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ECONNRESET', 'ETIMEDOUT', 'EAI_AGAIN', 'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT']);
+const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ECONNRESET', 'ETIMEDOUT', 'EAI_AGAIN', 'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', NO_ANSWER]);
 
 export function httpStatus(err: unknown): number | undefined {
   const status = (err as { statusCode?: unknown } | null)?.statusCode;
@@ -50,6 +51,7 @@ function reasonOf(err: unknown): string {
 export function translateDbError(err: unknown, ctx: DbErrorContext): TokenpoolError {
   if (err instanceof TokenpoolError) return err;
   const code = networkCode(err);
+  if (code === NO_ANSWER) return noAnswer(ctx.url, err);
   if (code) {
     return new DatabaseError(`cannot reach ${ctx.url}: is the server running? (${code})`, 'Check --db (TOKENPOOL_DB) and that the database server is up.');
   }
@@ -60,23 +62,32 @@ export function translateDbError(err: unknown, ctx: DbErrorContext): TokenpoolEr
   switch (lacksRole ? 403 : status) {
     case 401:
       return ctx.authenticated === false
-        ? new DatabaseError(`${ctx.url} needs credentials to ${ctx.action}`, 'Pass --credentials FILE (TOKENPOOL_CREDENTIALS) or set TOKENPOOL_USER and TOKENPOOL_PASSWORD.')
-        : new DatabaseError(`wrong credentials for ${ctx.url} (name or password is incorrect)`, 'Check the name and password in --credentials, or TOKENPOOL_USER/TOKENPOOL_PASSWORD.');
+        ? new NotAuthorisedError(`${ctx.url} needs credentials to ${ctx.action}`, 'Pass --credentials FILE (TOKENPOOL_CREDENTIALS) or set TOKENPOOL_USER and TOKENPOOL_PASSWORD.')
+        : new NotAuthorisedError(`wrong credentials for ${ctx.url} (name or password is incorrect)`, 'Check the name and password in --credentials, or TOKENPOOL_USER/TOKENPOOL_PASSWORD.');
     case 403:
       if (reason.startsWith('invalid token')) return new DatabaseError(`the pool refused to ${ctx.action}: ${reason}`);
-      return new DatabaseError(
+      return new NotAuthorisedError(
         `your account lacks the role ${ctx.role ?? ROLES.manager} needed to ${ctx.action} on ${ctx.url} (${reason})`,
         ctx.role === SERVER_ADMIN
           ? 'Use the server admin credentials (the embedded server keeps them in admin.json in its data directory).'
           : `Ask a pool manager to run: tokenpool db user add NAME --role ${roleKey(ctx.role)}`,
       );
     case 404:
-      return new DatabaseError(`database ${ctx.url} does not exist (${reason})`, 'Create it with: tokenpool db init --db URL --credentials ADMIN_FILE');
+      return new NoDatabaseError(`database ${ctx.url} does not exist (${reason})`, 'Create it with: tokenpool db init --db URL --credentials ADMIN_FILE');
     case undefined:
       return new DatabaseError(`could not ${ctx.action} on ${ctx.url}: ${reason}`);
     default:
       return new DatabaseError(`could not ${ctx.action} on ${ctx.url}: HTTP ${status}: ${reason}`);
   }
+}
+
+/** A server that took the connection and then said nothing, nor to a look at its root (server/deadline.ts). */
+export function noAnswer(url: string, err: unknown): DatabaseError {
+  const seconds = /within ([\d.]+) s/.exec(String((err as { message?: unknown })?.message ?? ''))?.[1];
+  return new DatabaseError(
+    `no answer from ${url}${seconds ? ` within ${seconds} s` : ''}: the server accepts connections but does not answer (a stuck proxy or load balancer in front of it, or a hung server)`,
+    'Check the server and what is in front of it; --db-timeout S (TOKENPOOL_DB_TIMEOUT) waits longer before giving up.',
+  );
 }
 
 function roleKey(role: string | undefined): string {

@@ -148,7 +148,7 @@ test('the remote dashboard refuses to start with a wrong password, without print
   const bad = path.join(dir, 'bad.json');
   fs.writeFileSync(bad, JSON.stringify({ name: 'scientist', password: 'not-the-password-42' }), { mode: 0o600 });
   const r = await runCli(['dashboard', '--db', dbUrl, '--credentials', bad, '--port', '0']);
-  assert.equal(r.code, 3);
+  assert.equal(r.code, 5);
   assert.match(r.stderr, /refused/);
   assert.ok(!r.stderr.includes('not-the-password-42'));
 });

@@ -264,17 +264,17 @@ test('CLI errors: unreachable server, wrong credentials, missing role; nothing w
   assert.ok(unreachable.stderr.includes(`cannot reach http://127.0.0.1:${closedPort}/pool: is the server running?`), unreachable.stderr);
 
   const wrong = await runCli(['tokens', 'list', '--db', dbUrl], { env: { TOKENPOOL_USER: 'viewer2', TOKENPOOL_PASSWORD: 'not-the-password' } });
-  assert.equal(wrong.code, 3);
+  assert.equal(wrong.code, 5);
   assert.match(wrong.stderr, /wrong credentials/);
   assert.ok(!wrong.stderr.includes('not-the-password'));
 
   const denied = await runCli(['tokens', 'add', '--surls', fixture, '--step', 'cal1', '--db', dbUrl, '--credentials', viewerFile]);
-  assert.equal(denied.code, 3, denied.stderr);
+  assert.equal(denied.code, 5, denied.stderr);
   assert.match(denied.stderr, /your account lacks the role tokenpool_agent/);
   assert.equal(await docCount(admin), 3, 'only the design documents');
 
   const initAsViewer = await runCli(['db', 'init', '--db', server.newDbUrl('viewer'), '--credentials', viewerFile]);
-  assert.equal(initAsViewer.code, 3);
+  assert.equal(initAsViewer.code, 5);
   assert.match(initAsViewer.stderr, /lacks the role server admin needed to create the database/);
 
   for (const r of [add, unreachable, wrong, denied, initAsViewer]) {

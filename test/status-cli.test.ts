@@ -71,14 +71,14 @@ test('status rejects a malformed --obsid with a clear message and exit code 2', 
 
 test('status names a missing database and how to create it', async () => {
   const r = await runCli(['status', '--db', server.newDbUrl('missing')], { env });
-  assert.equal(r.code, 1);
+  assert.equal(r.code, 6);
   assert.match(r.stderr, /there is no database missing-[0-9a-f]+ at /);
   assert.match(r.stderr, /tokenpool db init/);
 });
 
 test('status reports a wrong password as a database error without printing it', async () => {
   const r = await runCli(['status', '--db', dbUrl], { env: { TOKENPOOL_USER: 'admin', TOKENPOOL_PASSWORD: 'wrong-password-123' } });
-  assert.equal(r.code, 3);
+  assert.equal(r.code, 5);
   assert.ok(!r.stderr.includes('wrong-password-123'));
 });
 

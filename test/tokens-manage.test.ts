@@ -156,7 +156,7 @@ test('tokens delete asks for --yes off a terminal, needs the manager role, and d
   const agentFile = path.join(tmp, `agent-${Date.now()}.json`);
   assert.equal((await runCli(['db', 'user', 'add', `agent${Date.now()}`, '--role', 'agent', '--out', agentFile, '--db', dbUrl], { env })).code, 0);
   const denied = await runCli(['tokens', 'delete', '--step', 'target', '--yes', '--db', dbUrl, '--credentials', agentFile]);
-  assert.equal(denied.code, 3);
+  assert.equal(denied.code, 5);
   assert.match(denied.stderr, /lacks the role tokenpool_manager/);
   await get(pool, 7, 'target');
 

@@ -13,6 +13,11 @@ import { pilotPanel } from './pilots.js';
 import { filterOf, FILTER_PARAMS, numberParam, onlyParams } from './query.js';
 import { asset, indexHtml, pageHtml } from './static.js';
 import type { LiveChannels } from './live.js';
+import { SharedAnswers } from './shared.js';
+import type { DashboardSummary } from './types.js';
+
+/** Within a second of each other, pages that ask the same summary share one answer (the live stream's pace). */
+const SUMMARY_FRESH_MS = 1000;
 
 export const DASHBOARD_PREFIX = '/_tokenpool/dashboard';
 
@@ -37,6 +42,7 @@ const MAX_PAGE = 200;
 const MAX_HOURS = 24 * 14;
 
 export function dashboardHandler(source: DashboardSource, live: LiveChannels, prefix = DASHBOARD_PREFIX) {
+  const summaries = new SharedAnswers<DashboardSummary>(SUMMARY_FRESH_MS);
   return async (req: http.IncomingMessage, res: http.ServerResponse): Promise<boolean> => {
     const url = new URL(req.url ?? '/', 'http://dashboard');
     if (url.pathname !== prefix && !url.pathname.startsWith(`${prefix}/`)) return false;
@@ -46,7 +52,7 @@ export function dashboardHandler(source: DashboardSource, live: LiveChannels, pr
       return true;
     }
     try {
-      await route(req, res, url, source, live, prefix);
+      await route(req, res, url, source, live, summaries, prefix);
     } catch (err) {
       sendError(res, err, source.browserCredentials);
     }
@@ -54,7 +60,15 @@ export function dashboardHandler(source: DashboardSource, live: LiveChannels, pr
   };
 }
 
-async function route(req: http.IncomingMessage, res: http.ServerResponse, url: URL, source: DashboardSource, live: LiveChannels, prefix: string): Promise<void> {
+async function route(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  url: URL,
+  source: DashboardSource,
+  live: LiveChannels,
+  summaries: SharedAnswers<DashboardSummary>,
+  prefix: string,
+): Promise<void> {
   let segments: string[];
   try {
     segments = url.pathname.slice(prefix.length).split('/').filter(Boolean).map(decodeURIComponent);
@@ -88,7 +102,8 @@ async function route(req: http.IncomingMessage, res: http.ServerResponse, url: U
       onlyParams(q, 'summary', [...FILTER_PARAMS, 'hours']);
       const filter = filterOf(q);
       const hours = numberParam(q, 'hours', 6, 1, MAX_HOURS, true);
-      return sendJsonBody(res, await dashboardSummary(reader, filter, hours * 3600));
+      const key = JSON.stringify([resolved.key, filter, hours]);
+      return sendJsonBody(res, await summaries.get(key, () => dashboardSummary(reader, filter, hours * 3600)));
     }
     case 'tokens': {
       onlyParams(q, 'tokens', [...FILTER_PARAMS, 'limit', 'after']);

@@ -17,6 +17,7 @@ import { StoredViews } from './stored-views.js';
 import { CONFLICT_BODY, docWrite, isDocWriteUrl, MAX_FENCED_BODY, StaleRevisions, type DocWrite, type SettleWrite } from './stale-revisions.js';
 import { mayWrite, writtenDoc, type WrittenDoc } from './db-writes.js';
 import { DbGate } from './db-gate.js';
+import { notModified, taggedAnswer } from './etag.js';
 
 /** Extra handlers mounted beside the CouchDB API (the dashboard); return true when handled. */
 export type RouteHandler = (req: http.IncomingMessage, res: http.ServerResponse) => boolean | Promise<boolean>;
@@ -192,7 +193,17 @@ export class Front {
       const answer = await this.views.answer(db!, segments[2]!, segments[4]!, search, identityHeaders(req.headers) as Record<string, string>);
       if (answer !== null) {
         drain(req);
-        sendJson(res, 200, answer.body, { [answer.kind === 'reduce' ? STORED_REDUCE_HEADER : STORED_VIEW_HEADER]: 'stored' });
+        const stored = { [answer.kind === 'reduce' ? STORED_REDUCE_HEADER : STORED_VIEW_HEADER]: 'stored' };
+        // Answers with documents are assembled per request (documents may be newer than rows): no tag.
+        if (answer.withDocs) return sendJson(res, 200, answer.body, stored);
+        const { text, etag } = taggedAnswer(answer.body);
+        if (notModified(req, etag)) {
+          res.writeHead(304, { etag, ...stored });
+          res.end();
+          return;
+        }
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), etag, ...stored });
+        res.end(text);
         return;
       }
     }

@@ -527,7 +527,10 @@ const MAX_READERS = 10_000;
 /** An answer from a stored index, and which kind it is (for the response header). */
 export interface StoredAnswer {
   kind: 'rows' | 'reduce';
+  /** the memoised answer itself, unless `withDocs` */
   body: ReduceAnswer | RowsAnswer;
+  /** rows with their documents, assembled for this request */
+  withDocs?: true;
 }
 
 /** Every stored view index of the server, keyed by database, design document and view. */
@@ -666,7 +669,7 @@ export class StoredViews {
     const body = index.query(q, mode);
     if (mode === 'rows' && q.includeDocs) {
       const withDocs = await this.withDocs(db, index, body as RowsAnswer, identity);
-      return withDocs ? { kind: mode, body: withDocs } : null;
+      return withDocs ? { kind: mode, body: withDocs, withDocs: true } : null;
     }
     return { kind: mode, body };
   }

@@ -5,8 +5,10 @@
  */
 import http from 'node:http';
 import https from 'node:https';
-import { DatabaseError, StateError } from '../errors.js';
+import { DatabaseError, NoDatabaseError, NotAuthorisedError, StateError } from '../errors.js';
 import type { Pool } from '../client.js';
+import { DEFAULT_DB_TIMEOUT_S, NoAnswerError, watchAnswer } from '../deadline.js';
+import { noAnswer } from '../db-errors.js';
 
 export type QueryValue = string | number | boolean | null | readonly unknown[] | Record<string, unknown>;
 
@@ -14,7 +16,7 @@ export type QueryValue = string | number | boolean | null | readonly unknown[] |
 const JSON_PARAMS = new Set(['key', 'keys', 'startkey', 'endkey', 'start_key', 'end_key']);
 
 /** The database answered 401 or 403: the credentials used do not allow reading. */
-export class RefusedError extends DatabaseError {
+export class RefusedError extends NotAuthorisedError {
   constructor(
     readonly status: number,
     message: string,
@@ -49,18 +51,21 @@ export interface ReaderOptions {
   dbName: string;
   /** Authorization header value, or null for anonymous */
   authorization: string | null;
+  /** silence after which the server is asked whether it is alive (server/deadline.ts); default --db-timeout's */
+  quietMs?: number;
 }
 
 export const DESIGN = 'tokenpool';
 
 export function readerFromPool(pool: Pool): PoolReader {
-  return createReader({ dbUrl: pool.displayUrl, dbName: pool.dbName, authorization: pool.authorization });
+  return createReader({ dbUrl: pool.displayUrl, dbName: pool.dbName, authorization: pool.authorization, quietMs: pool.quietMs });
 }
 
 export function createReader(opts: ReaderOptions): PoolReader {
   const base = opts.dbUrl.replace(/\/$/, '');
   const headers: Record<string, string> = { accept: 'application/json' };
   if (opts.authorization) headers.authorization = opts.authorization;
+  const quietMs = opts.quietMs ?? DEFAULT_DB_TIMEOUT_S * 1000;
 
   async function getReply(path: string, query: Record<string, QueryValue | undefined> | undefined, signal?: AbortSignal): Promise<Reply> {
     const url = new URL(`${base}/${path}`);
@@ -68,15 +73,28 @@ export function createReader(opts: ReaderOptions): PoolReader {
       if (v === undefined) continue;
       url.searchParams.set(k, JSON_PARAMS.has(k) || typeof v === 'object' ? JSON.stringify(v) : String(v));
     }
+    const known = tagged.get(url.href);
     let res: Reply;
     try {
-      res = await httpGet(url, headers, signal);
+      res = await httpGet(url, known ? { ...headers, 'if-none-match': known.etag } : headers, quietMs, signal);
     } catch (err) {
       if (signal?.aborted) throw err;
+      if (err instanceof NoAnswerError) throw noAnswer(opts.dbUrl, err);
       throw new DatabaseError(`cannot reach the database at ${opts.dbUrl}: ${(err as Error).message}`, 'Check --db and that the server is running.');
     }
+    if (res.status === 304 && known) return { status: 200, body: known.body };
     if (res.status >= 300) failure(res, path);
+    if (res.etag) remember(url.href, { etag: res.etag, body: res.body });
     return res;
+  }
+
+  // Answers by entity tag (CouchDB's views and the embedded front's stored ones carry one): a
+  // watcher asking the same again gets a 304 while nothing changed, which costs the server no JSON.
+  const tagged = new Map<string, { etag: string; body: string }>();
+  function remember(href: string, answer: { etag: string; body: string }) {
+    tagged.delete(href);
+    if (tagged.size >= MAX_TAGGED) tagged.delete(tagged.keys().next().value!);
+    tagged.set(href, answer);
   }
 
   function failure(res: Reply, path: string): never {
@@ -91,7 +109,7 @@ export function createReader(opts: ReaderOptions): PoolReader {
       throw new RefusedError(res.status, `the database refused us (${res.status}): ${reason}`);
     }
     if (res.status === 404 && /database does not exist|no_db_file/i.test(reason)) {
-      throw new StateError(`there is no database ${opts.dbName} at ${opts.dbUrl}`, 'Check --db, or create the pool: tokenpool db init --db URL --credentials ADMIN_FILE');
+      throw new NoDatabaseError(`there is no database ${opts.dbName} at ${opts.dbUrl}`, 'Check --db, or create the pool: tokenpool db init --db URL --credentials ADMIN_FILE');
     }
     if (res.status === 404 && path.startsWith('_design/')) {
       throw new StateError(
@@ -123,24 +141,39 @@ export function createReader(opts: ReaderOptions): PoolReader {
 interface Reply {
   status: number;
   body: string;
+  etag?: string;
 }
+
+/** answers kept per reader for If-None-Match: a status summary asks about a dozen distinct queries */
+const MAX_TAGGED = 64;
 
 const keepAlive = { http: new http.Agent({ keepAlive: true }), https: new https.Agent({ keepAlive: true }) };
 
 /**
  * One GET with node:http rather than fetch: fetch gives up after 300 s without response headers,
  * and the first query of a view on a large pool waits for the index build (minutes at 100k tokens).
+ * What bounds the wait instead is the server's own word that it is alive (server/deadline.ts), which
+ * also lets a longpoll feed stay open as long as it likes.
  */
-function httpGet(url: URL, headers: Record<string, string>, signal?: AbortSignal): Promise<Reply> {
+function httpGet(url: URL, headers: Record<string, string>, quietMs: number, signal?: AbortSignal): Promise<Reply> {
   const secure = url.protocol === 'https:';
   return new Promise((resolve, reject) => {
     const req = (secure ? https : http).request(url, { method: 'GET', headers, signal, agent: secure ? keepAlive.https : keepAlive.http }, (res) => {
+      watch.progress();
       const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 502, body: Buffer.concat(chunks).toString('utf8') }));
-      res.on('error', reject);
+      res.on('data', (c: Buffer) => (watch.progress(), chunks.push(c)));
+      res.on('end', () => (watch.done(), resolve({ status: res.statusCode ?? 502, body: Buffer.concat(chunks).toString('utf8'), etag: res.headers.etag })));
+      res.on('error', fail);
     });
-    req.on('error', reject);
+    const watch = watchAnswer(url.origin, quietMs, (err) => {
+      fail(err);
+      req.destroy();
+    });
+    function fail(err: Error) {
+      watch.done();
+      reject(err);
+    }
+    req.on('error', fail);
     req.end();
   });
 }

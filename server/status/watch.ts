@@ -1,6 +1,7 @@
 /**
  * Live updates from the database's _changes feed: a longpoll from "now", so an idle pool costs one
- * open request and a busy one triggers at most one re-query per `throttleMs`, never a fixed poll.
+ * open request and a busy one at most one feed request and one re-query per `throttleMs`, never a
+ * fixed poll.
  */
 import type { PoolReader, ChangesAnswer } from './reader.js';
 
@@ -29,7 +30,12 @@ export async function watchChanges(reader: PoolReader, opts: WatchOptions): Prom
     try {
       const answer: ChangesAnswer = await reader.get<ChangesAnswer>('_changes', { feed: 'longpoll', since, timeout: opts.pollTimeoutMs ?? 25_000 }, opts.signal);
       since = answer.last_seq;
-      if (answer.results.length > 0 && timer === null) timer = setTimeout(fire, throttleMs);
+      if (answer.results.length > 0) {
+        if (timer === null) timer = setTimeout(fire, throttleMs);
+        // On a busy pool every longpoll returns at once: asking again only after the throttle time
+        // keeps a watcher at one feed request a second, however fast agents write.
+        await sleep(throttleMs, opts.signal);
+      }
     } catch (err) {
       if (opts.signal.aborted) return;
       opts.onError?.(err);

@@ -4,7 +4,7 @@
  * (it may no longer match: an agent finished it meanwhile).
  */
 import type { Pool } from '../client.js';
-import { DatabaseError } from '../errors.js';
+import { DatabaseError, NotAuthorisedError } from '../errors.js';
 import { withDb } from '../db-errors.js';
 import type { Token } from '../token.js';
 import { fetchTokens } from './select.js';
@@ -71,7 +71,7 @@ export async function updateTokens(
 function refused(pool: Pool, row: BulkRow, opts: { action: string; role: string }, outcome: UpdateOutcome): DatabaseError {
   const done = outcome.changed ? `${outcome.changed} tokens were changed before this.` : 'Nothing was changed.';
   if (row.error === 'forbidden' && !String(row.reason).startsWith('invalid token')) {
-    return new DatabaseError(`your account lacks the role ${opts.role} needed to ${opts.action} on ${pool.displayUrl} (${row.reason})`, done);
+    return new NotAuthorisedError(`your account lacks the role ${opts.role} needed to ${opts.action} on ${pool.displayUrl} (${row.reason})`, done);
   }
   return new DatabaseError(`the pool refused to ${opts.action} ${row.id}: ${row.error}: ${row.reason}`, done);
 }

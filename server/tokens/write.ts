@@ -3,7 +3,7 @@
  * answers 409 and is counted as present, never overwritten. Adding the same work twice is harmless.
  */
 import type { Pool } from '../client.js';
-import { DatabaseError } from '../errors.js';
+import { DatabaseError, NotAuthorisedError } from '../errors.js';
 import { translateDbError } from '../db-errors.js';
 import { ROLES } from '../security.js';
 import type { Token } from '../token.js';
@@ -46,7 +46,7 @@ export async function createTokens(
       const message = role
         ? `your account lacks the role ${ROLES.agent} or ${ROLES.manager} needed to write tokens on ${pool.displayUrl} (${first.reason})`
         : `the pool refused token ${first.id}: ${first.error}: ${first.reason}${failed.length > 1 ? ` (and ${failed.length - 1} more)` : ''}`;
-      throw partial(new DatabaseError(message), result);
+      throw partial(role ? new NotAuthorisedError(message) : new DatabaseError(message), result);
     }
     opts.onProgress?.(Math.min(start + size, tokens.length), result);
   }
@@ -57,5 +57,5 @@ export async function createTokens(
 function partial(err: DatabaseError | Error, result: WriteResult): Error {
   if (result.created === 0 && result.present === 0) return err;
   const hint = `${result.created} tokens were created before this; re-running the same command adds only the rest.`;
-  return new DatabaseError(err.message, hint);
+  return new DatabaseError(err.message, hint, err instanceof DatabaseError ? err.exitCode : undefined);
 }

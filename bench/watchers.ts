@@ -1,0 +1,100 @@
+/**
+ * What status watchers cost the agents: agent throughput (tokens done per second by real `tokenpool
+ * agent` processes running a no-op step) with no watcher, with 20 concurrent `tokenpool status --watch`
+ * processes, and with none again; the ratio compares the watched window with the mean of the two
+ * unwatched ones, measured side by side in one run (issue #15: target ≥ 0.8 on the embedded server).
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { initDatabase } from '../server/setup.js';
+import { newToken } from '../server/token.js';
+import type { Backend } from './backends.js';
+
+const CLI = fileURLToPath(new URL('../scripts/cli.js', import.meta.url));
+
+export interface WatcherSettings {
+  watchers: number;
+  agents: number;
+  slots: number;
+  windowS: number;
+}
+
+export const WATCHER_DEFAULTS: WatcherSettings = { watchers: 20, agents: 2, slots: 4, windowS: 20 };
+
+function start(args: string[], onLine?: () => void): ChildProcess {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'ignore'] });
+  child.stdout!.on('data', () => onLine?.());
+  return child;
+}
+
+async function stopAll(children: ChildProcess[]): Promise<void> {
+  await Promise.all(
+    children.map(
+      (c) =>
+        new Promise<void>((resolve) => {
+          if (c.exitCode !== null || c.signalCode !== null) return resolve();
+          c.once('exit', () => resolve());
+          c.kill('SIGTERM');
+          setTimeout(() => c.kill('SIGKILL'), 15_000).unref();
+        }),
+    ),
+  );
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Tokens done per second over one window, with `watchers` status processes following the pool. */
+async function window(b: Backend, s: WatcherSettings, watchers: number, workdir: string) {
+  const dbUrl = await b.freshDb('watch');
+  const pool = b.pool(dbUrl);
+  const children: ChildProcess[] = [];
+  try {
+    await initDatabase(pool, { guard: false });
+    // More than the agents can finish in the window, so that they never run dry.
+    const tokens = Array.from({ length: 6000 }, (_, i) => newToken({ obsid: 'L400000', step: 'noop', subbands: [i], command: 'true' }));
+    for (let i = 0; i < tokens.length; i += 1000) await pool.db.bulk({ docs: tokens.slice(i, i + 1000) });
+    const auth = ['--db', dbUrl, '--credentials', b.credentialsFile];
+    let drawn = 0;
+    for (let i = 0; i < watchers; i++) children.push(start(['status', '--watch', '--json', ...auth], () => drawn++));
+    // Watchers start before the window: their start-up (node, the CLI) is not what is measured.
+    while (drawn < watchers) await sleep(200);
+    for (let i = 0; i < s.agents; i++) {
+      children.push(start(['agent', ...auth, '--slots', String(s.slots), '--jitter', '0', '--poll', '1', '--runtime', 'none', '--log-level', 'warn', '--workdir', path.join(workdir, `w${watchers}-${i}`)]));
+    }
+    const done = async () => ((await pool.db.view('tokenpool', 'progress', { group_level: 3 })).rows as unknown as { key: unknown[]; value: number }[])
+      .filter((r) => r.key[2] === 'done')
+      .reduce((n, r) => n + r.value, 0);
+    // The agents' own start-up is left out as well: the window opens with their first results.
+    while ((await done()) === 0) await sleep(500);
+    const d0 = await done();
+    const t0 = performance.now();
+    await sleep(s.windowS * 1000);
+    const d1 = await done();
+    const seconds = (performance.now() - t0) / 1000;
+    return { watchers, tokens_done: d1 - d0, tokens_per_s: Math.round(((d1 - d0) / seconds) * 10) / 10, load_average_1min: Math.round(os.loadavg()[0]! * 10) / 10 };
+  } finally {
+    await stopAll(children);
+    await b.dropDb(dbUrl);
+  }
+}
+
+export async function watchersOn(b: Backend, s: WatcherSettings = WATCHER_DEFAULTS) {
+  const workdir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-watch-'));
+  try {
+    process.stderr.write(`bench:status: agents with 0, ${s.watchers}, 0 status watchers …\n`);
+    const before = await window(b, s, 0, workdir);
+    const watched = await window(b, s, s.watchers, workdir);
+    const after = await window(b, s, 0, workdir);
+    const unwatched = (before.tokens_per_s + after.tokens_per_s) / 2;
+    return {
+      settings: { ...s, step: 'true (no-op)', watcher: 'tokenpool status --watch --json' },
+      windows: [before, watched, after],
+      ratio_watched_to_unwatched: unwatched > 0 ? Math.round((watched.tokens_per_s / unwatched) * 100) / 100 : null,
+    };
+  } finally {
+    fs.rmSync(workdir, { recursive: true, force: true });
+  }
+}

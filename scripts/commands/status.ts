@@ -9,6 +9,7 @@ import { renderStatus } from '../../server/status/render.js';
 import { watchChanges } from '../../server/status/watch.js';
 import { pilotCountsFor } from '../../server/status/pilots.js';
 import { redactText } from '../../server/redact.js';
+import { activeRunSummaries, renderRun } from '../../server/pipelines/summary.js';
 
 interface StatusArgs extends PoolArgs {
   obsid?: string;
@@ -19,7 +20,7 @@ interface StatusArgs extends PoolArgs {
 
 export const statusCommand: CommandModule<object, StatusArgs> = {
   command: 'status',
-  describe: 'Progress per observation × step: counts per status, throughput, ETA, failures',
+  describe: 'Progress per observation × step: counts per status, throughput, ETA, failures; then each active pipeline run by step',
   builder: (y: Argv) =>
     withPoolOptions(y)
       .option('obsid', { type: 'string', describe: 'Only this observation, e.g. L229507' })
@@ -33,8 +34,9 @@ export const statusCommand: CommandModule<object, StatusArgs> = {
     const reader = readerFromPool(pool);
     const show = async () => {
       const summary = await statusSummary(reader, filter, { pilots: () => pilotCountsFor(pool) });
-      if (args.json) printJson(summary);
-      else printLine(renderStatus(summary, table));
+      const runs = await activeRunSummaries(pool, { obsid: filter.obsid ?? undefined });
+      if (args.json) printJson(runs.length ? { ...summary, pipelines: runs } : summary);
+      else printLine([renderStatus(summary, table), ...runs.map((r) => renderRun(r, table))].join('\n\n'));
     };
     if (!args.watch) return show();
     await watch(reader, args.json, show);

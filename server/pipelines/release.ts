@@ -105,6 +105,9 @@ function sameList(a: readonly string[], b: readonly string[]): boolean {
 }
 
 const CHUNK = 500;
+/** Dependents decided and written per request, and requests in flight: a wide fan-out (one solve, thousands of target subbands) is released in parallel pieces. */
+const RELEASE_CHUNK = 200;
+const RELEASE_PARALLEL = 4;
 
 /**
  * Decides the given dependents again and writes what changed, in bulk (one write per dependent that
@@ -117,12 +120,14 @@ export async function advance(db: TokenDb, ids: readonly string[], opts: { copie
   let queue = [...new Set(ids)];
   const seen = new Set<string>();
   while (queue.length) {
+    const fresh = queue.filter((id) => !seen.has(id));
+    fresh.forEach((id) => seen.add(id));
+    const chunks: string[][] = [];
+    for (let i = 0; i < fresh.length; i += RELEASE_CHUNK) chunks.push(fresh.slice(i, i + RELEASE_CHUNK));
     const next: string[] = [];
-    for (let i = 0; i < queue.length; i += CHUNK) {
-      const chunk = queue.slice(i, i + CHUNK).filter((id) => !seen.has(id));
-      chunk.forEach((id) => seen.add(id));
-      const cascade = await advanceChunk(db, chunk, upstream, opts.copies ?? null, report);
-      next.push(...cascade);
+    for (let i = 0; i < chunks.length; i += RELEASE_PARALLEL) {
+      const cascades = await Promise.all(chunks.slice(i, i + RELEASE_PARALLEL).map((c) => advanceChunk(db, c, upstream, opts.copies ?? null, report)));
+      for (const c of cascades) next.push(...c);
     }
     queue = next;
   }

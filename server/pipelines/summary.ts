@@ -5,7 +5,7 @@
 import type { Pool } from '../client.js';
 import { TOKENPOOL_DDOC } from '../design.js';
 import type { Token } from '../token.js';
-import { runCounts, type StepCounts } from './runs.js';
+import { listRuns, runCounts, type StepCounts } from './runs.js';
 import type { RunDoc } from './run.js';
 
 export interface Failure {
@@ -100,4 +100,10 @@ export function renderRun(s: RunSummary, table: (rows: (string | number)[][]) =>
     for (const f of s.failures) lines.push(`  ${f.token}: ${f.reason ?? 'error'}${f.blocks ? `; feeds ${f.blocks} token${f.blocks > 1 ? 's' : ''}` : ''}`);
   }
   return lines.join('\n');
+}
+
+/** The pool's active runs, newest first (at most `limit`), for `status`; with an observation, only runs of it. */
+export async function activeRunSummaries(pool: Pool, opts: { obsid?: string; limit?: number } = {}): Promise<RunSummary[]> {
+  const runs = (await listRuns(pool)).filter((r) => r.status === 'active' && (!opts.obsid || Object.values(r.observations).includes(opts.obsid)));
+  return Promise.all(runs.slice(0, opts.limit ?? 5).map((r) => summariseRun(pool, r)));
 }

@@ -18,6 +18,8 @@ import { releaseDependents } from '../agent/release.js';
 import { createLogger } from '../server/log.js';
 import { liveLeaves, SETTLE_MS } from '../server/branches.js';
 import { nowSeconds, type Token } from '../server/token.js';
+import { dashboardSummary } from '../server/dashboard/summary.js';
+import { readerFromPool } from '../server/status/reader.js';
 
 let server: TestServer;
 let dir: string;
@@ -122,6 +124,11 @@ test('an agent that dies between an upstream done and the release loses nothing:
   assert.equal(b0.status, 'todo');
   assert.deepEqual(b0.input, [{ url: `file:///results/${a0._id}.tar`, size: 10, adler32: '0000abcd' }]);
   assert.equal(b0.pipeline!.released, (await tp.pool.db.get(a0._id)).done);
+  // The dashboard shows the run: steps in order with their counts.
+  const page = await dashboardSummary(readerFromPool(tp.pool), { obsid: null, step: null, status: null }, 3600);
+  assert.deepEqual(page.pipelines.map((r) => [r.run, r.steps.map((st) => [st.step, st.total, st.counts.done ?? 0, st.counts.todo ?? 0])]), [
+    [run, [['a', 2, 1, 1], ['b', 2, 0, 1], ['c', 1, 0, 0], ['all', 1, 0, 0]]],
+  ]);
   // Nothing else was due; a second pass writes nothing.
   const again = await cli(tp, ['pipeline', 'advance', run, '--json']);
   assert.deepEqual(JSON.parse(again.stdout), { released: [], blocked: [], unblocked: [], conflicts: 0, runs: 1 });

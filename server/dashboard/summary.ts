@@ -10,12 +10,14 @@ import { isTokenpoolKey } from '../status/filter.js';
 import { statusSummary } from '../status/summary.js';
 import type { ProgressRow, StatusSummary } from '../status/types.js';
 import type { DashboardFilter, DashboardSummary } from './types.js';
+import { pipelineRuns } from '../pipelines/dashboard.js';
 
 export async function dashboardSummary(reader: PoolReader, filter: DashboardFilter, chartSeconds: number): Promise<DashboardSummary> {
   const narrowedByKey = filter.obsid !== null || filter.step !== null;
-  const [summary, allSteps] = await Promise.all([
+  const [summary, allSteps, pipelines] = await Promise.all([
     statusSummary(reader, filter, { chartSeconds }),
     narrowedByKey ? stepsInPool(reader) : null,
+    pipelineRuns(reader),
   ]);
   const { pilots: _pilots, filter: _filter, ...rest } = summary;
   const narrowed = filter.status ? narrowToStatus(rest, filter.status) : rest;
@@ -26,6 +28,7 @@ export async function dashboardSummary(reader: PoolReader, filter: DashboardFilt
     // PiCaS-format tokens have no observation, step or tokenpool status: no filter selects them.
     picasTokens: filtered ? 0 : summary.picasTokens,
     choices: choicesOf(allSteps ?? summary.rows),
+    pipelines,
   };
 }
 

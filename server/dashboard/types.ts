@@ -15,6 +15,17 @@ export interface DashboardSummary extends Omit<StatusSummary, 'filter' | 'pilots
   filter: DashboardFilter;
   /** every observation and step in the pool, for the filter menus (not narrowed by the filter) */
   choices: { obsids: string[]; steps: string[] };
+  /** active pipeline runs, newest first (server/pipelines/dashboard.ts) */
+  pipelines: PipelineRunView[];
+}
+
+/** One pipeline run on the page: its steps in order with their counts per state ("blocked" among them). */
+export interface PipelineRunView {
+  run: string;
+  name: string;
+  created: number;
+  observations: Record<string, string>;
+  steps: { step: string; per: string; needs: string[]; total: number; counts: Record<string, number> }[];
 }
 
 export interface PilotStateCounts {

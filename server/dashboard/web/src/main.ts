@@ -10,6 +10,7 @@ import { clock, duration, num, pct, statusesIn, STATUS_ORDER } from './format.js
 import { ThroughputChart } from './chart.js';
 import { FilterBar } from './filters.js';
 import { PilotsPanel } from './pilots.js';
+import { PipelineRuns } from './runs.js';
 import { TokenList, TokenView, type ListSelection } from './token.js';
 import { useUrlState, type PageState } from './url.js';
 import '../style.css';
@@ -176,6 +177,7 @@ function App() {
       html`<div class=${shown ? '' : 'stale'} data-testid=${shown ? 'summary' : 'summary-loading'} data-filter=${filterText(summary.filter)}>
         <${Totals} s=${summary} />
         <${ProgressTable} s=${summary} onPick=${(sel: ListSelection) => update({ ...sel, token: null })} />
+        <${PipelineRuns} s=${summary} />
         ${list && html`<${TokenList} sel=${list} version=${version} onOpen=${(id: string) => update({ token: id })} />`}
         ${state.status !== null && !list && html`<p class="hint" data-testid="list-hint">Pick a count in the table to list those tokens.</p>`}
         ${state.token && html`<${TokenView} id=${state.token} version=${version} onClose=${() => update({ token: null })} />`}

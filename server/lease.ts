@@ -126,8 +126,8 @@ export function enterPhase(t: Token, claimId: string, status: 'downloading' | 'r
 export function recordUpload(t: Token, claimId: string, upload: Upload, leaseSeconds: number, now: number): Token | null {
   const beat = heartbeat(t, claimId, leaseSeconds, now);
   if (!beat) return null;
-  const others = (t.uploads ?? []).filter((u) => !(u.claim_id === upload.claim_id && u.url === upload.url));
-  return { ...beat, uploads: [...others, upload] };
+  const others = (t.stage_out_uploads ?? []).filter((u) => !(u.claim_id === upload.claim_id && u.url === upload.url));
+  return { ...beat, stage_out_uploads: [...others, upload] };
 }
 
 /** Ends a lease that ran out: the attempt goes to history as "lease expired"; the token to todo, or error after max_attempts. */

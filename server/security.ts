@@ -135,7 +135,7 @@ export const validateDocUpdate = `function (newDoc, oldDoc, userCtx, secObj) {
     adler32(f.adler32, p + '.adler32');
     if (f.attempt !== undefined) positive(f.attempt, p + '.attempt');
   });
-  if (d.uploads !== undefined) list(d.uploads, 'uploads', function (u, p) {
+  if (d.stage_out_uploads !== undefined) list(d.stage_out_uploads, 'stage_out_uploads', function (u, p) {
     if (!isStr(u.url) || u.url.length === 0) fail(p + '.url', 'must be a non-empty string');
     nat(u.size, p + '.size');
     adler32(u.adler32, p + '.adler32');

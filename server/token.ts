@@ -126,7 +126,7 @@ export const TokenSchema = z
     input: z.union([z.array(InputFileSchema), z.string()]),
     output: z.array(OutputFileSchema),
     /** every upload this token's attempts made, before publishing (absent until the first) */
-    uploads: z.array(UploadSchema).optional(),
+    stage_out_uploads: z.array(UploadSchema).optional(),
     /** PiCaS-style error log: one entry per failure message */
     error: z.array(z.object({ time: unixTime, message: z.string() })),
     // tokenpool

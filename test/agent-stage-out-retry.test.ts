@@ -52,7 +52,7 @@ function assertPublished(t: Token, dir: string): void {
   const stored = path.join(nginx.root, new URL(t.output[0]!.url).pathname);
   assert.equal(fs.statSync(stored).size, t.output[0]!.size, t._id);
   assert.equal(pyAdler32(stored), t.output[0]!.adler32, t._id);
-  const kept = t.uploads!.find((u) => u.attempt === t.output[0]!.attempt && u.url === t.output[0]!.url);
+  const kept = t.stage_out_uploads!.find((u) => u.attempt === t.output[0]!.attempt && u.url === t.output[0]!.url);
   assert.ok(kept, `${t._id}: the output names the attempt whose upload it is`);
   assert.deepEqual(
     fs.readdirSync(dir).filter((f) => f.startsWith(t._id)),
@@ -113,7 +113,7 @@ test('an agent killed with -9 after publishing its results: the reclaimed attemp
     assertPublished(done, path.join(nginx.root, 'killed'));
     assert.equal(done.output[0]!.attempt, 2, "the second attempt's output was kept");
     assert.deepEqual(done.history.map((h) => [h.attempt, h.reason]), [[1, 'lease expired'], [2, 'done']]);
-    assert.deepEqual(done.uploads!.map((u) => u.attempt), [1, 2], 'both uploads recorded, the first before it was published');
+    assert.deepEqual(done.stage_out_uploads!.map((u) => u.attempt), [1, 2], 'both uploads recorded, the first before it was published');
     assert.ok(second.events().some((e) => e.msg?.toString().startsWith('an earlier attempt of this token published') && e.earlier_attempt === 1));
   } finally {
     await proxy.close();

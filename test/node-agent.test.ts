@@ -71,7 +71,7 @@ test('agent: stage-in, step, stage-out recorded on the token; a checksum mismatc
   const good = (await tp.pool.db.get('L800001_cal1_SB010')) as Token;
   assert.equal(good.status, 'done', JSON.stringify(good.history));
   const stored = path.join(nginx.root, 'results', 'L800001', 'cal1', 'L800001_cal1_SB010.tar');
-  assert.deepEqual(good.output, [{ url: `${nginx.url}/results/L800001/cal1/L800001_cal1_SB010.tar`, size: fs.statSync(stored).size, adler32: pyAdler32(stored) }]);
+  assert.deepEqual(good.output, [{ url: `${nginx.url}/results/L800001/cal1/L800001_cal1_SB010.tar`, size: fs.statSync(stored).size, adler32: pyAdler32(stored), attempt: 1 }]);
   const names: string[] = [];
   await tar.t({ file: stored, onReadEntry: (e) => names.push(e.path) });
   assert.deepEqual(names, ['calibrated.txt']);

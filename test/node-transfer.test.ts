@@ -233,7 +233,7 @@ describe('stage-out', () => {
       assert.equal(out1!.attempt, 1);
       // The agent died before recording the outcome: the next attempt of the same token, with what the first recorded.
       const second = withOutputs({ results: first.ctx.token.results!, subbands: first.ctx.token.subbands });
-      second.ctx.token.uploads = first.ctx.token.uploads;
+      second.ctx.token.stage_out_uploads = first.ctx.token.stage_out_uploads;
       second.ctx.token.attempts = 2;
       second.ctx.token.history = [{ attempt: 1, claim_id: first.ctx.claimId, owner: 'a', hostname: 'h', batch_job_id: null, start: 1, end: 2, exit_code: null, reason: 'lease expired' }];
       fs.writeFileSync(path.join(second.ctx.outputDir, 'calib.h5'), 'solutions of attempt 2');
@@ -244,7 +244,7 @@ describe('stage-out', () => {
       assert.equal(fs.statSync(stored).size, out2!.size);
       assert.equal(pyAdler32(stored), out2!.adler32);
       assert.deepEqual(listing(path.dirname(stored)), [path.basename(stored)], 'one published file, no attempt\'s upload left beside it');
-      assert.deepEqual(second.ctx.token.uploads!.map((u) => [u.attempt, u.claim_id, u.url]), [[1, first.ctx.claimId, out1!.url], [2, second.ctx.claimId, out2!.url]]);
+      assert.deepEqual(second.ctx.token.stage_out_uploads!.map((u) => [u.attempt, u.claim_id, u.url]), [[1, first.ctx.claimId, out1!.url], [2, second.ctx.claimId, out2!.url]]);
       const noted = second.logs().find((l) => l.msg?.toString().startsWith('an earlier attempt of this token published'));
       assert.equal(noted?.earlier_attempt, 1);
       assert.equal(noted?.verified, where === 'file' ? 'size and adler32' : 'size');
@@ -258,11 +258,11 @@ describe('stage-out', () => {
       const cases: Array<[string, Harness]> = [['no upload recorded', foreign]];
       // Recorded uploads of this token, but what lies there now is not one of them: another size; on file://, the same size but other bytes.
       const resized = withOutputs({ results: foreign.ctx.token.results!, subbands: foreign.ctx.token.subbands });
-      resized.ctx.token.uploads = [{ url, size: 5, adler32: '0badc0de', attempt: 1, claim_id: 'c1', time: 1 }];
+      resized.ctx.token.stage_out_uploads = [{ url, size: 5, adler32: '0badc0de', attempt: 1, claim_id: 'c1', time: 1 }];
       cases.push(['another size', resized]);
       if (where === 'file') {
         const rewritten = withOutputs({ results: foreign.ctx.token.results!, subbands: foreign.ctx.token.subbands });
-        rewritten.ctx.token.uploads = [{ url, size: fs.statSync(local(url)).size, adler32: '0badc0de', attempt: 1, claim_id: 'c1', time: 1 }];
+        rewritten.ctx.token.stage_out_uploads = [{ url, size: fs.statSync(local(url)).size, adler32: '0badc0de', attempt: 1, claim_id: 'c1', time: 1 }];
         cases.push(['same size, other adler32', rewritten]);
       }
       for (const [what, h] of cases) {

@@ -87,7 +87,7 @@ async function earlierUploadAt(ctx: PhaseContext, transfers: Transfers, url: str
   const shown = redactUrl(url);
   const exists = (why: string) =>
     new PhaseError('output exists', EXIT.outputExists, false, `${shown} (${size} bytes) is already there and ${why}; set overwrite on the token to replace it`);
-  const ours = (ctx.token.uploads ?? []).filter((u) => u.url === shown && u.size === size && u.claim_id !== ctx.claimId);
+  const ours = (ctx.token.stage_out_uploads ?? []).filter((u) => u.url === shown && u.size === size && u.claim_id !== ctx.claimId);
   if (ours.length === 0) throw exists('is not an upload of this token');
   const sum = await transfers
     .withRetries('checksum', url, ctx.signal, ctx.log, (s) => transfers.for(url).checksum(url, { signal: s }))
@@ -118,7 +118,7 @@ async function publish(ctx: PhaseContext, transfers: Transfers, part: string, ur
  * attempt's success makes them garbage. Only tokens that ran before pay the requests.
  */
 async function removeEarlierParts(ctx: PhaseContext, transfers: Transfers, url: string): Promise<void> {
-  const claims = new Set([...ctx.token.history.filter((a) => a.reason !== 'done').map((a) => a.claim_id), ...(ctx.token.uploads ?? []).map((u) => u.claim_id)]);
+  const claims = new Set([...ctx.token.history.filter((a) => a.reason !== 'done').map((a) => a.claim_id), ...(ctx.token.stage_out_uploads ?? []).map((u) => u.claim_id)]);
   claims.delete(ctx.claimId);
   await Promise.all([...claims].map((id) => removeQuietly(transfers, `${url}.part-${id}`, ctx)));
 }

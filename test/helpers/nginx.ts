@@ -101,8 +101,15 @@ http {
     child = spawn('nginx', ['-p', dir, '-c', path.join(dir, 'nginx.conf'), '-e', path.join(dir, 'error.log'), '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
-    const exited = new Promise<never>((_r, reject) => child!.once('exit', (code) => reject(new Error(`nginx exited (${code}): ${stderr}`))));
-    await Promise.race([waitForPort(port), exited]);
+    // A failed start fails at once with nginx's own words (stderr and the tail of its error log).
+    const logTail = () => `${stderr}${fs.existsSync(path.join(dir, 'error.log')) ? fs.readFileSync(path.join(dir, 'error.log'), 'utf8').slice(-2000) : ''}`;
+    const exited = new Promise<never>((_r, reject) => child!.once('exit', (code) => reject(new Error(`nginx exited (${code}): ${logTail()}`))));
+    try {
+      await Promise.race([waitForPort(port), exited]);
+    } catch (err) {
+      await stop();
+      throw new Error(`${(err as Error).message}\n${logTail()}`);
+    }
   };
   const stop = async () => {
     const c = child;
@@ -114,6 +121,7 @@ http {
   };
   await start();
   return {
+    requests: () => (fs.existsSync(path.join(dir, 'access.log')) ? fs.readFileSync(path.join(dir, 'access.log'), 'utf8').split('\n').filter(Boolean) : []),
     url: `http://127.0.0.1:${port}`,
     port,
     root,
@@ -121,7 +129,6 @@ http {
     stop,
     async close() {
       await stop();
-    requests: () => (fs.existsSync(path.join(dir, 'access.log')) ? fs.readFileSync(path.join(dir, 'access.log'), 'utf8').split('\n').filter(Boolean) : []),
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };

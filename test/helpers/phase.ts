@@ -8,7 +8,7 @@ export function attemptParts(token: Token): Pick<PhaseContext, 'claimId' | 'reco
   return {
     claimId: randomUUID(),
     recordUpload: async (upload) => {
-      token.uploads = [...(token.uploads ?? []), { ...upload, time: upload.time || nowSeconds() }];
+      token.stage_out_uploads = [...(token.stage_out_uploads ?? []), { ...upload, time: upload.time || nowSeconds() }];
       return true;
     },
   };

@@ -117,6 +117,8 @@ const RELEASE_PARALLEL = 4;
 export async function advance(db: TokenDb, ids: readonly string[], opts: { copies?: Copies | null; known?: readonly Token[] } = {}): Promise<AdvanceReport> {
   const report: AdvanceReport = { released: [], blocked: [], unblocked: [], conflicts: 0 };
   const upstream = new Map<string, Token>((opts.known ?? []).map((t) => [t._id, t]));
+  /** upstream tokens read from every copy (cluster) or just written by the caller */
+  const confirmed = new Set<string>(upstream.keys());
   let queue = [...new Set(ids)];
   const seen = new Set<string>();
   while (queue.length) {
@@ -126,7 +128,7 @@ export async function advance(db: TokenDb, ids: readonly string[], opts: { copie
     for (let i = 0; i < fresh.length; i += RELEASE_CHUNK) chunks.push(fresh.slice(i, i + RELEASE_CHUNK));
     const next: string[] = [];
     for (let i = 0; i < chunks.length; i += RELEASE_PARALLEL) {
-      const cascades = await Promise.all(chunks.slice(i, i + RELEASE_PARALLEL).map((c) => advanceChunk(db, c, upstream, opts.copies ?? null, report)));
+      const cascades = await Promise.all(chunks.slice(i, i + RELEASE_PARALLEL).map((c) => advanceChunk(db, c, upstream, opts.copies ?? null, report, confirmed)));
       for (const c of cascades) next.push(...c);
     }
     queue = next;
@@ -134,10 +136,11 @@ export async function advance(db: TokenDb, ids: readonly string[], opts: { copie
   return report;
 }
 
-async function advanceChunk(db: TokenDb, ids: string[], upstream: Map<string, Token>, copies: Copies | null, report: AdvanceReport): Promise<string[]> {
+async function advanceChunk(db: TokenDb, ids: string[], upstream: Map<string, Token>, copies: Copies | null, report: AdvanceReport, confirmed: Set<string>): Promise<string[]> {
   const waiting = (await fetchMany(db, ids)).filter((t) => t.status === 'waiting' && t.pipeline);
   const needed = [...new Set(waiting.flatMap((t) => t.pipeline!.needs.flatMap((n) => n.tokens)))].filter((id) => !upstream.has(id));
-  for (const u of await readUpstream(db, needed, copies)) upstream.set(u._id, u);
+  for (const u of await fetchMany(db, needed)) upstream.set(u._id, u);
+  if (copies) for (const t of waiting) await confirmPending(db, t, upstream, copies, confirmed);
 
   const changes = new Map<string, Token>();
   for (const t of waiting) {
@@ -195,6 +198,24 @@ async function fetchMany(db: TokenDb, ids: readonly string[]): Promise<Token[]> 
     }
   }
   return out;
+}
+
+/**
+ * On a cluster a quorum read may miss a finish written to one copy a moment ago: a token it shows
+ * pending is read again from every copy before the dependent is left waiting for it. One pending
+ * token confirmed is enough to wait (whoever finishes it decides again), so a wide fan-in costs its
+ * early finishers one such read, not one per upstream token. Finished states (done, error) are final
+ * and taken from the quorum read.
+ */
+async function confirmPending(db: TokenDb, t: Token, upstream: Map<string, Token>, copies: Copies, confirmed: Set<string>): Promise<void> {
+  const needs = t.pipeline!.needs.flatMap((n) => n.tokens);
+  for (;;) {
+    const doubtful = needs.filter((id) => !confirmed.has(id) && upState(upstream.get(id)) === 'pending');
+    if (doubtful.length === 0 || needs.some((id) => confirmed.has(id) && upState(upstream.get(id)) === 'pending')) return;
+    const batch = doubtful.slice(0, 8);
+    for (const u of await readUpstream(db, batch, copies)) upstream.set(u._id, u);
+    batch.forEach((id) => confirmed.add(id));
+  }
 }
 
 /** Upstream tokens: on a cluster from every copy (a finish just written may be on one copy only), else one bulk read. */

@@ -15,8 +15,8 @@ const EMBEDDED_ONLY = [
   'test/db-validate.test.ts',
   'test/demo-run.test.ts',
   'test/dashboard-browser.test.ts',
-  'test/node-{adler32,image,proxy,transfer,transfer-get}.test.ts',
-  'test/submit-parsing.test.ts',
+  'test/node-{adler32,credentials,image,proxy,transfer,transfer-get}.test.ts',
+  'test/submit-{parsing,storage}.test.ts',
   'test/setup-*.test.ts',
 ];
 /** Files that need several CouchDB nodes. */

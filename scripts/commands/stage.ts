@@ -35,13 +35,13 @@ export const stageCommand: CommandModule<object, StageArgs> = {
       .option('method', { choices: ['stageit', 'lta', 'gfal'] as const, describe: 'Staging service: stageit (ASTRON StageIT; the default when a StageIT API token is configured), lta (old LTA stager, needs --lta-url) or gfal (gfal-bringonline)' })
       .option('stageit-url', { type: 'string', describe: `StageIT API base (default hostname= from ~/.stagingrc, else https://sdc.astron.nl/stageit/api/staging/)` })
       .option('stageit-token-file', { type: 'string', describe: 'A 0600 file with the StageIT API token (api_token=… as in ~/.stagingrc, or the bare token); default ~/.stagingrc, or TOKENPOOL_STAGEIT_TOKEN' })
-      // Read from TOKENPOOL_STAGEIT_TOKEN only; declared so that .strict() accepts it.
+      // Read from TOKENPOOL_STAGEIT_TOKEN only; declared so that one given as a flag is refused with a clear message.
       .option('stageit-token', { type: 'string', hidden: true })
       .option('macaroons', { type: 'string', describe: 'Where StageIT\'s per-site macaroons are kept for the agents (0600; default ~/.tokenpool/macaroons.json)' })
       .option('batch-files', { type: 'number', default: 1000, describe: 'Most files in one new staging request (per observation and site)' })
       .option('lta-url', { type: 'string', describe: 'LTA stager XML-RPC endpoint, e.g. https://webportal.astron.nl/service-public/xmlrpc (account: TOKENPOOL_LTA_USER/TOKENPOOL_LTA_PASSWORD)' })
       .option('lta-credentials', { type: 'string', describe: 'A 0600 file with the LTA account: JSON {"user","password"} or user=/password= lines' })
-      // Read from TOKENPOOL_LTA_USER / TOKENPOOL_LTA_PASSWORD only; declared so that .strict() accepts them.
+      // Read from TOKENPOOL_LTA_USER / TOKENPOOL_LTA_PASSWORD only; declared so that one given as a flag is refused with a clear message.
       .option('lta-user', { type: 'string', hidden: true })
       .option('lta-password', { type: 'string', hidden: true })
       .option('watch', { type: 'boolean', default: false, describe: 'Keep polling until no token is staging' })

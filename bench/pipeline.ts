@@ -59,6 +59,8 @@ interface StepFigures {
   dependents: number;
   /** last upstream outcome stored → every release write done */
   release_ms: number;
+  /** last upstream outcome stored → the first dependents in the claimable view (a wide fan-out is written in pieces) */
+  first_claimable_ms: number;
   /** last upstream outcome stored → every dependent in the claimable view */
   claimable_ms: number;
 }
@@ -112,16 +114,18 @@ async function benchOn(b: Backend, targetSubbands: number): Promise<{ tokens: nu
     const dependents = next ? p.tokens.filter((t) => t.step === next).length : 0;
     const { lastDone, releasesEnd } = await finishStep(pools, ids, b.copies);
     let claimableAt = performance.now();
+    let firstAt = 0;
     if (dependents) {
       for (;;) {
         const n = await claimableCount(pool);
         claimableAt = performance.now();
+        if (n > 0 && !firstAt) firstAt = claimableAt;
         if (n >= dependents) break;
         if (claimableAt - lastDone > 120_000) throw new Error(`${next}: only ${n} of ${dependents} claimable after 2 min`);
         await new Promise((r) => setTimeout(r, 20));
       }
     }
-    const fig = { step, tokens: ids.length, dependents, release_ms: Math.round(releasesEnd - lastDone), claimable_ms: dependents ? Math.round(claimableAt - lastDone) : 0 };
+    const fig = { step, tokens: ids.length, dependents, release_ms: Math.round(releasesEnd - lastDone), first_claimable_ms: dependents ? Math.round(firstAt - lastDone) : 0, claimable_ms: dependents ? Math.round(claimableAt - lastDone) : 0 };
     process.stderr.write(`# ${JSON.stringify(fig)}\n`);
     steps.push(fig);
   }

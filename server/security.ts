@@ -120,6 +120,19 @@ export const validateDocUpdate = `function (newDoc, oldDoc, userCtx, secObj) {
       HELD.indexOf(oldDoc.status) !== -1 && oldDoc.status === newDoc.status && newDoc.lock !== oldDoc.lock) {
     fail('lock', 'cannot change: a tokenpool agent holds the token (lease ' + oldDoc.lease.claim_id + ' of ' + oldDoc.lease.owner + '); PiCaS workers take tokens from Monitor/todo');
   }
+  // Nor is a token already taken or finished: picasclient re-reads the document of a Monitor/todo row
+  // that may be stale and locks it again, leaving done, status and lease as they were. tokenpool's own
+  // re-takes (an expired lease) change status and lease; a worker's own finish (done, or 99) changes done.
+  // A second lock within the same second (picasclient's locks are whole seconds) writes the document
+  // back unchanged: no writer of a taken token has reason to.
+  function sameBody(a, b) {
+    var strip = function (doc) { var o = {}; for (var k in doc) if (k !== '_rev' && k !== '_revisions') o[k] = doc[k]; return JSON.stringify(o); };
+    return strip(a) === strip(b);
+  }
+  if (wasToken && !isPicas(oldDoc) && newDoc.lock !== 0 && (oldDoc.lock !== 0 || oldDoc.done !== 0) && (newDoc.lock !== oldDoc.lock || sameBody(newDoc, oldDoc)) &&
+      newDoc.done === oldDoc.done && newDoc.status === oldDoc.status && JSON.stringify(newDoc.lease || null) === JSON.stringify(oldDoc.lease || null)) {
+    fail('lock', 'cannot change: the token is taken already (lock ' + oldDoc.lock + ', done ' + oldDoc.done + ', status ' + oldDoc.status + '); PiCaS workers take tokens from Monitor/todo');
+  }
   str(d.hostname, 'hostname');
   nat(d.scrub_count, 'scrub_count');
   intOrNull(d.exit_code, 'exit_code');

@@ -110,16 +110,16 @@ export class Front {
       sendJson(res, 200, { status: 'ok', seeds: {} });
       return;
     }
-    if ((method === 'GET' || method === 'HEAD') && /^\/(\?|$)/.test(url)) {
-      // Clients (picasclient's couchdb module, Fauxton-style checks) accept a server that welcomes them as CouchDB does.
-      drain(req);
-      sendJson(res, 200, WELCOME);
-      return;
-    }
     const user = await this.userOf(req);
     if (user === 'invalid') {
       drain(req);
       sendJson(res, 401, { error: 'unauthorized', reason: 'Name or password is incorrect.' });
+      return;
+    }
+    if ((method === 'GET' || method === 'HEAD') && /^\/(\?|$)/.test(url)) {
+      // Clients (picasclient's couchdb module, Fauxton-style checks) accept a server that welcomes them as CouchDB does.
+      drain(req);
+      sendJson(res, 200, WELCOME);
       return;
     }
     const segments = pathSegments(url) ?? [];

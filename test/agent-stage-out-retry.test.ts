@@ -5,7 +5,6 @@
  * token describes; data the token did not produce stays protected (test/node-transfer.test.ts).
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -17,6 +16,7 @@ import type { Token } from '../server/token.js';
 import { addTokens, allTokens, freshPool, killAgent, startAgent, tempDir, waitFor, type AgentProcess } from './helpers/agent.js';
 import { startNginx, type Nginx } from './helpers/nginx.js';
 import { startTestServer, type TestServer } from './helpers/server.js';
+import { zlibAdler32File as pyAdler32 } from './helpers/zlib-adler32.js';
 
 let server: TestServer;
 let nginx: Nginx;
@@ -39,10 +39,6 @@ function agent(...args: Parameters<typeof startAgent>): AgentProcess {
   const a = startAgent(...args);
   agents.push(a);
   return a;
-}
-
-function pyAdler32(file: string): string {
-  return execFileSync('python3', ['-c', 'import sys, zlib; print("%08x" % zlib.adler32(open(sys.argv[1], "rb").read()))', file]).toString().trim();
 }
 
 /** The token's output is what lies on the storage element, and nothing else lies beside it. */

@@ -3,7 +3,6 @@
  * Both implementations: the WebAssembly SIMD one (adler32Update where the runtime has SIMD) and the JavaScript fallback.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -11,10 +10,7 @@ import path from 'node:path';
 import { test } from 'vitest';
 import { simdAdler32 } from '../agent/node/adler32-simd.js';
 import { Adler32, adler32File, adler32Hex, adler32Update, adler32UpdatePortable, ADLER32_INITIAL, ChecksummedFileReader } from '../agent/node/adler32.js';
-
-function zlibAdler32(buf: Buffer): string {
-  return execFileSync('python3', ['-c', 'import sys, zlib; print("%08x" % zlib.adler32(sys.stdin.buffer.read()))'], { input: buf }).toString().trim();
-}
+import { zlibAdler32 } from './helpers/zlib-adler32.js';
 
 test('matches zlib on random data at every alignment and many lengths', () => {
   const data = randomBytes(3 << 20);

@@ -6,7 +6,6 @@
  * untouched and stops.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, test } from 'vitest';
@@ -15,6 +14,7 @@ import { EXIT, type Token } from '../server/token.js';
 import { addTokens, freshPool, startAgent, tempDir } from './helpers/agent.js';
 import { startNginx, type Nginx } from './helpers/nginx.js';
 import { startTestServer, type TestServer } from './helpers/server.js';
+import { zlibAdler32File as pyAdler32 } from './helpers/zlib-adler32.js';
 
 let server: TestServer;
 let nginx: Nginx;
@@ -31,9 +31,6 @@ afterAll(async () => {
   await server.stop();
   fs.rmSync(work, { recursive: true, force: true });
 });
-
-const pyAdler32 = (file: string) =>
-  execFileSync('python3', ['-c', 'import sys, zlib; print("%08x" % zlib.adler32(open(sys.argv[1], "rb").read()))', file]).toString().trim();
 
 test('agent: stage-in, step, stage-out recorded on the token; a checksum mismatch never reaches the step', async () => {
   const tp = await freshPool(server);

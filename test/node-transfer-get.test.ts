@@ -6,7 +6,6 @@
  * proxy as client certificate. Checksums are checked against Python's zlib.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import https from 'node:https';
@@ -26,22 +25,13 @@ import { createLogger } from '../server/log.js';
 import { EXIT, newToken } from '../server/token.js';
 import { createTestCa } from './helpers/proxy.js';
 import { attemptParts } from './helpers/phase.js';
+import { zlibAdler32 as pyAdler32 } from './helpers/zlib-adler32.js';
 
 let work: string;
 beforeAll(() => {
   work = fs.mkdtempSync(path.join(os.tmpdir(), 'tokenpool-node-get-'));
 });
 afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
-
-function pyAdler32(data: Buffer): string {
-  const file = path.join(work, `sum-${process.hrtime.bigint()}`);
-  fs.writeFileSync(file, data);
-  try {
-    return execFileSync('python3', ['-c', 'import sys, zlib; print("%08x" % zlib.adler32(open(sys.argv[1], "rb").read()))', file]).toString().trim();
-  } finally {
-    fs.rmSync(file);
-  }
-}
 
 /** Chunked coding of `data` in chunks of the given sizes (cycled), with an extension and a trailer. */
 function chunked(data: Buffer, sizes: number[]): Buffer {

@@ -3,7 +3,6 @@
  * dav with the built-in client and through gfal-copy; checksums checked against Python's zlib.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -22,11 +21,7 @@ import { createLogger } from '../server/log.js';
 import { EXIT, newToken, type NewToken } from '../server/token.js';
 import { startNginx, type Nginx } from './helpers/nginx.js';
 import { attemptParts } from './helpers/phase.js';
-
-/** adler32 by an independent implementation (Python's zlib). */
-function pyAdler32(file: string): string {
-  return execFileSync('python3', ['-c', 'import sys, zlib; print("%08x" % zlib.adler32(open(sys.argv[1], "rb").read()))', file]).toString().trim();
-}
+import { zlibAdler32File as pyAdler32 } from './helpers/zlib-adler32.js';
 
 let nginx: Nginx;
 let work: string;

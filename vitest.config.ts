@@ -15,7 +15,7 @@ const EMBEDDED_ONLY = [
   'test/db-validate.test.ts',
   'test/demo-run.test.ts',
   'test/dashboard-browser.test.ts',
-  'test/node-{adler32,credentials,image,proxy,transfer,transfer-get}.test.ts',
+  'test/node-{adler32,credentials,credentials-proxy,image,proxy,transfer,transfer-get}.test.ts',
   'test/submit-{parsing,storage}.test.ts',
   'test/setup-*.test.ts',
 ];

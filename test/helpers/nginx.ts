@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { x509ProxyModule } from './nginx-module.js';
 import { njsVerifier, type SeKeys } from './se-auth.js';
 
 export interface Nginx {
@@ -15,6 +16,8 @@ export interface Nginx {
   port: number;
   /** The document root: files here are served at url/<relative path> */
   root: string;
+  /** With x509: https://127.0.0.1:<port> of the server that takes grid proxies, same document root */
+  httpsUrl?: string;
   /** Stops nginx (the port then refuses connections); start() brings it back on the same port. */
   stop(): Promise<void>;
   start(): Promise<void>;
@@ -45,6 +48,63 @@ export interface NginxOptions {
   auth?: SeKeys;
   /** Log `METHOD URI STATUS` lines to <dir>/access.log (see Nginx.requests) */
   accessLog?: boolean;
+  /** A second server, https, that authorises by X.509 client certificate (grid proxies) */
+  x509?: X509Options;
+}
+
+export interface X509Options {
+  /** The server's certificate and key (PEM) */
+  cert: Buffer;
+  key: Buffer;
+  /** CAs that client certificates must chain to (PEM file) */
+  caFile: string;
+  /** End-entity DNs in grid form (/DC=…/CN=…) allowed in, as a grid-mapfile lists them */
+  authorised: string[];
+}
+
+/** The storage element's WebDAV: what every location serves once the request is allowed in. */
+const DAV = `dav_methods PUT DELETE MKCOL COPY MOVE;
+      dav_ext_methods PROPFIND OPTIONS;
+      create_full_put_path on;
+      dav_access user:rw group:r all:r;
+      autoindex on;`;
+
+/**
+ * The https server of an X.509 storage element: the client's chain verified by OpenSSL against
+ * the CAs, proxies allowed (ssl_allow_proxy_certs, nginx-x509-proxy), and the end-entity DN — the
+ * proxy's subject without its trailing /CN=<number> parts — looked up in the authorised list.
+ * No or a failed certificate (expired, untrusted) is 401, an unlisted DN 403.
+ */
+function x509Server(dir: string, port: number, root: string, x509: X509Options): { http: string; server: string } {
+  fs.writeFileSync(path.join(dir, 'host.pem'), x509.cert);
+  fs.writeFileSync(path.join(dir, 'host.key'), x509.key, { mode: 0o600 });
+  const quote = (s: string) => `"${s.replace(/["\\]/g, (c) => `\\${c}`)}"`;
+  return {
+    http: `map_hash_bucket_size 256;
+  map $ssl_client_s_dn_legacy $se_x509_user { "~^(?<eec>.*?)(/CN=[0-9]+)*$" $eec; }
+  map $se_x509_user $se_x509_authorised {
+    default 0;
+    ${x509.authorised.map((dn) => `${quote(dn)} 1;`).join('\n    ')}
+  }`,
+    server: `server {
+    listen 127.0.0.1:${port} ssl;
+    ssl_certificate ${dir}/host.pem;
+    ssl_certificate_key ${dir}/host.key;
+    ssl_client_certificate ${x509.caFile};
+    ssl_verify_client optional;
+    ssl_verify_depth 10;
+    ssl_allow_proxy_certs on;
+    # A certificate that fails verification ends here instead of nginx's plain 400.
+    error_page 495 = @x509_refused;
+    location @x509_refused { return 401; }
+    root ${root};
+    location / {
+      if ($ssl_client_verify != SUCCESS) { return 401; }
+      if ($se_x509_authorised = 0) { return 403; }
+      ${DAV}
+    }
+  }`,
+  };
 }
 
 export async function startNginx(opts: NginxOptions = {}): Promise<Nginx> {
@@ -53,6 +113,8 @@ export async function startNginx(opts: NginxOptions = {}): Promise<Nginx> {
   fs.mkdirSync(root);
   fs.mkdirSync(path.join(dir, 'tmp'));
   const port = await freePort();
+  const httpsPort = opts.x509 ? await freePort() : 0;
+  const x509 = opts.x509 ? { module: `load_module ${await x509ProxyModule()};`, ...x509Server(dir, httpsPort, root, opts.x509) } : { module: '', http: '', server: '' };
   // nginx's worker must own what it writes: as root the worker runs as root; otherwise it is us.
   const userLine = process.getuid?.() === 0 ? 'user root;' : '';
   const tmp = path.join(dir, 'tmp');
@@ -63,6 +125,7 @@ export async function startNginx(opts: NginxOptions = {}): Promise<Nginx> {
     path.join(dir, 'nginx.conf'),
     `load_module ${davExtModule()};
 ${njs.module}
+${x509.module}
 ${userLine}
 worker_processes 2;
 pid ${dir}/nginx.pid;
@@ -71,6 +134,7 @@ events { worker_connections 512; }
 http {
   ${accessLog}
   ${njs.http}
+  ${x509.http}
   client_body_temp_path ${tmp}/body;
   proxy_temp_path ${tmp}/proxy;
   fastcgi_temp_path ${tmp}/fastcgi;
@@ -86,13 +150,10 @@ http {
     root ${root};
     location / {
       ${njs.location}
-      dav_methods PUT DELETE MKCOL COPY MOVE;
-      dav_ext_methods PROPFIND OPTIONS;
-      create_full_put_path on;
-      dav_access user:rw group:r all:r;
-      autoindex on;
+      ${DAV}
     }
   }
+  ${x509.server}
 }
 `,
   );
@@ -105,7 +166,7 @@ http {
     const logTail = () => `${stderr}${fs.existsSync(path.join(dir, 'error.log')) ? fs.readFileSync(path.join(dir, 'error.log'), 'utf8').slice(-2000) : ''}`;
     const exited = new Promise<never>((_r, reject) => child!.once('exit', (code) => reject(new Error(`nginx exited (${code}): ${logTail()}`))));
     try {
-      await Promise.race([waitForPort(port), exited]);
+      await Promise.race([Promise.all([waitForPort(port), ...(httpsPort ? [waitForPort(httpsPort)] : [])]), exited]);
     } catch (err) {
       await stop();
       throw new Error(`${(err as Error).message}\n${logTail()}`);
@@ -124,6 +185,7 @@ http {
     requests: () => (fs.existsSync(path.join(dir, 'access.log')) ? fs.readFileSync(path.join(dir, 'access.log'), 'utf8').split('\n').filter(Boolean) : []),
     url: `http://127.0.0.1:${port}`,
     port,
+    ...(opts.x509 ? { httpsUrl: `https://127.0.0.1:${httpsPort}` } : {}),
     root,
     start,
     stop,

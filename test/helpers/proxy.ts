@@ -15,9 +15,9 @@ export interface TestCa {
   caFile: string;
   /**
    * Writes a proxy valid from notBefore to notAfter (default: now-5 min … now+12 h) to `file`
-   * and returns its path.
+   * and returns its path; of USER_DN, or of `userDn` (a user certificate for it made once).
    */
-  makeProxy(file: string, opts?: { notBefore?: Date; notAfter?: Date; mode?: number }): string;
+  makeProxy(file: string, opts?: { notBefore?: Date; notAfter?: Date; mode?: number; userDn?: string }): string;
   /**
    * A server certificate for 127.0.0.1 signed by the CA, written in `dir`, and a `certificates`
    * directory there trusting the CA (as /etc/grid-security/certificates does: for X509_CERT_DIR).
@@ -37,9 +37,19 @@ function asn1Time(d: Date): string {
 export function createTestCa(dir: string): TestCa {
   fs.mkdirSync(path.join(dir, 'newcerts'), { recursive: true });
   openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '30', '-subj', '/DC=org/DC=tokenpool-test/CN=Tokenpool Test CA'], dir);
-  openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'user.key', '-out', 'user.csr', '-subj', USER_DN], dir);
   fs.writeFileSync(path.join(dir, 'user.ext'), 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n');
-  openssl(['x509', '-req', '-in', 'user.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'user.pem', '-days', '30', '-extfile', 'user.ext'], dir);
+  const users = new Map<string, string>();
+  /** The user certificate for a DN: `<name>.pem` and `<name>.key` in dir. */
+  const user = (dn: string): string => {
+    let name = users.get(dn);
+    if (name) return name;
+    name = users.size === 0 ? 'user' : `user${users.size}`;
+    openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', dn], dir);
+    openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.pem`, '-days', '30', '-extfile', 'user.ext'], dir);
+    users.set(dn, name);
+    return name;
+  };
+  user(USER_DN);
   fs.writeFileSync(path.join(dir, 'index.txt'), '');
   fs.writeFileSync(path.join(dir, 'serial'), '1000\n');
   fs.writeFileSync(
@@ -74,13 +84,15 @@ proxyCertInfo = critical,language:id-ppl-inheritAll
       const notBefore = opts.notBefore ?? new Date(Date.now() - 5 * 60_000);
       const notAfter = opts.notAfter ?? new Date(Date.now() + 12 * 3600_000);
       const cn = String(100000 + n);
-      openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `proxy${n}.key`, '-out', `proxy${n}.csr`, '-subj', `${USER_DN}/CN=${cn}`], dir);
+      const dn = opts.userDn ?? USER_DN;
+      const issuer = user(dn);
+      openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `proxy${n}.key`, '-out', `proxy${n}.csr`, '-subj', `${dn}/CN=${cn}`], dir);
       openssl(
-        ['ca', '-batch', '-config', 'proxy-ca.cnf', '-cert', 'user.pem', '-keyfile', 'user.key', '-in', `proxy${n}.csr`, '-out', `proxy${n}.pem`,
+        ['ca', '-batch', '-config', 'proxy-ca.cnf', '-cert', `${issuer}.pem`, '-keyfile', `${issuer}.key`, '-in', `proxy${n}.csr`, '-out', `proxy${n}.pem`,
           '-startdate', asn1Time(notBefore), '-enddate', asn1Time(notAfter), '-extensions', 'proxy_ext', '-preserveDN', '-notext'],
         dir,
       );
-      const pem = ['proxy' + n + '.pem', 'proxy' + n + '.key', 'user.pem'].map((f) => fs.readFileSync(path.join(dir, f), 'utf8')).join('');
+      const pem = ['proxy' + n + '.pem', 'proxy' + n + '.key', `${issuer}.pem`].map((f) => fs.readFileSync(path.join(dir, f), 'utf8')).join('');
       fs.writeFileSync(file, pem, { mode: 0o600 });
       fs.chmodSync(file, opts.mode ?? 0o600);
       return file;

@@ -37,6 +37,10 @@ export const REQUIREMENTS: Requirement[] = [
     present: anyFile('/usr/lib/nginx/modules/ngx_http_dav_ext_module.so', '/usr/lib64/nginx/modules/ngx_http_dav_ext_module.so'),
   },
   { what: 'nginx njs module (storage element checks macaroons and tokens)', pkg: 'libnginx-mod-http-js', present: anyFile('/usr/lib/nginx/modules/ngx_http_js_module.so') },
+  // The storage element that takes grid proxies loads a module of the tests' own, built against nginx's sources.
+  { what: 'nginx sources (to build the tests\' proxy-certificate module)', pkg: 'nginx-dev', present: anyFile('/usr/share/nginx/src/conf_flags') },
+  { what: 'C compiler (cc)', pkg: 'gcc', present: onPath('cc') },
+  { what: 'make', pkg: 'make', present: onPath('make') },
   { what: 'gfal-copy', pkg: 'gfal2-util-scripts', present: onPath('gfal-copy') },
   { what: 'gfal2 file plugin', pkg: 'gfal2-plugin-file', present: anyFile('/usr/lib/x86_64-linux-gnu/gfal2-plugins/libgfal_plugin_file.so', '/usr/lib/aarch64-linux-gnu/gfal2-plugins/libgfal_plugin_file.so') },
   { what: 'gfal2 http plugin', pkg: 'gfal2-plugin-http', present: anyFile('/usr/lib/x86_64-linux-gnu/gfal2-plugins/libgfal_plugin_http.so', '/usr/lib/aarch64-linux-gnu/gfal2-plugins/libgfal_plugin_http.so') },

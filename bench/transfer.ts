@@ -13,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { keepWebAssemblyOnBaselineCompiler } from '../agent/v8-settings.js';
 import { startNginx } from '../test/helpers/nginx.js';
-import { mintJwt, mintMacaroon } from '../test/helpers/se-auth.js';
+import { createTokenIssuer, mintJwt, mintMacaroon } from '../test/helpers/se-auth.js';
 import { writeResults } from './results.js';
 
 // As in the agent, the flag is set before the adler32 module is compiled (the agent loads it on
@@ -87,7 +87,8 @@ const have = (tool: string) => {
 
 const nginx = await startNginx();
 // The same SE checking macaroons and WLCG tokens on every request (njs), for the authorised runs.
-const keys = { macaroonSecret: randomBytes(16).toString('hex'), jwtSecret: randomBytes(16).toString('hex') };
+const issuer = createTokenIssuer();
+const keys = { macaroonSecret: randomBytes(16).toString('hex'), jwks: issuer.jwks };
 const secured = await startNginx({ auth: keys });
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'tokenpool-bench-transfer-'));
 const gfalEnv = { ...process.env, GFAL_PYTHONBIN: process.env.GFAL_PYTHONBIN ?? '/usr/bin/python3' };
@@ -160,7 +161,7 @@ try {
   const securedOut = path.join(secured.root, 'out');
   const credentials = {
     macaroon: mintMacaroon(keys.macaroonSecret, { caveats: ['activity:DOWNLOAD,UPLOAD,LIST', `before:${new Date(Date.now() + 86400e3).toISOString()}`] }),
-    bearer: mintJwt(keys.jwtSecret, { scope: 'storage.read:/ storage.create:/', lifetimeS: 86400 }),
+    bearer: mintJwt(issuer, { scope: 'storage.read:/ storage.create:/', lifetimeS: 86400 }),
   };
   const authorised: Record<string, { stage_in: Record<string, Result>; stage_out: Record<string, Result> }> = {};
   for (const [kind, secret] of Object.entries(credentials)) {

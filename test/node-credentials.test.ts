@@ -7,7 +7,7 @@
  * error.
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -24,10 +24,13 @@ import { redactUrl } from '../server/redact.js';
 import { EXIT, newToken, type NewToken } from '../server/token.js';
 import { startNginx, type Nginx } from './helpers/nginx.js';
 import { attemptParts } from './helpers/phase.js';
-import { mintJwt, mintMacaroon } from './helpers/se-auth.js';
+import { createTokenIssuer, mintJwt, mintMacaroon, type TokenIssuer } from './helpers/se-auth.js';
 import { startThrottle } from './helpers/throttle.js';
 
-const keys = { macaroonSecret: 'se-root-secret-' + randomBytes(8).toString('hex'), jwtSecret: 'se-jwt-secret-' + randomBytes(8).toString('hex') };
+const issuer = createTokenIssuer();
+// Claims the issuer's key id, signs with a key of its own: its tokens must not verify.
+const rogue = createTokenIssuer(issuer.kid);
+const keys = { macaroonSecret: 'se-root-secret-' + randomBytes(8).toString('hex'), jwks: issuer.jwks };
 let se: Nginx;
 let work: string;
 const secrets: string[] = [];
@@ -54,8 +57,8 @@ const macaroon = (caveats: string[], lifetimeS = 3600) => {
   secrets.push(m);
   return m;
 };
-const jwt = (scope: string, lifetimeS: number, secret = keys.jwtSecret) => {
-  const t = mintJwt(secret, { scope, lifetimeS });
+const jwt = (scope: string, lifetimeS: number, by: TokenIssuer = issuer) => {
+  const t = mintJwt(by, { scope, lifetimeS });
   secrets.push(t);
   return t;
 };
@@ -175,6 +178,20 @@ for (const tool of ['builtin', 'gfal'] as const) {
   });
 }
 
+test('the SE takes only RS256 tokens its issuer signed: another key under the same kid, alg none, HS256 and an expired token are refused', async () => {
+  const answer = async (token: string) => (await fetch(input(), { method: 'HEAD', headers: { Authorization: `Bearer ${token}` } })).status;
+  const good = jwt('storage.read:/lofar', 3600);
+  assert.equal(await answer(good), 200);
+  assert.equal(await answer(jwt('storage.read:/lofar', 3600, rogue)), 401);
+  assert.equal(await answer(jwt('storage.read:/lofar', -10)), 401);
+  const [, body] = good.split('.');
+  const head = (alg: string) => Buffer.from(JSON.stringify({ alg, typ: 'JWT', kid: issuer.kid })).toString('base64url');
+  assert.equal(await answer(`${head('none')}.${body}.`), 401);
+  // HS256 keyed with the issuer's public modulus: the classic confusion attack.
+  const hs = createHmac('sha256', issuer.jwks.keys[0]!.n).update(`${head('HS256')}.${body}`).digest('base64url');
+  assert.equal(await answer(`${head('HS256')}.${body}.${hs}`), 401);
+});
+
 test('--results-auth: a node without the results storage\'s credential refuses to claim; URLs with ?authz= are printed without it', async () => {
   const results = `${se.url}/lofar/out/\${TOKEN_ID}.tar`;
   await assert.rejects(node({ results, resultsAuth: 'bearer' }).preflight(), (e: unknown) => e instanceof TokenpoolError && e.exitCode === EXIT.credentials && /no usable credential/.test(e.message));
@@ -197,7 +214,7 @@ test('a token that would expire before the transfer is refreshed first (refresh 
   assert.match(h.logs(), /refreshing the storage credential/);
 
   // A token the SE does not accept (signed by someone else): one retry with the command's token.
-  writeToken(file, jwt('storage.read:/lofar', 3600, 'not-the-se-key'));
+  writeToken(file, jwt('storage.read:/lofar', 3600, rogue));
   const before = se.requests().length;
   const r = harness({ input: [{ url: input() }] });
   await node({ tokenRefreshCommand: `cat ${fresh}` }).stageIn(r.ctx);
@@ -205,7 +222,7 @@ test('a token that would expire before the transfer is refreshed first (refresh 
   assert.match(r.logs(), /refused; retrying once with a fresh credential/);
 
   // A refresher that cannot help: the second refusal counts (no third request).
-  writeToken(fresh, jwt('storage.read:/lofar', 3600, 'not-the-se-key'));
+  writeToken(fresh, jwt('storage.read:/lofar', 3600, rogue));
   const again = se.requests().length;
   const bad = await failure(node({ tokenRefreshCommand: `cat ${fresh}`, transferRetries: 3 }).stageIn(harness({ input: [{ url: input() }] }).ctx));
   assert.equal(bad.reason, 'download failed');

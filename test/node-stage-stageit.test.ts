@@ -23,11 +23,11 @@ import { EXIT, newToken, type Token } from '../server/token.js';
 import { CLI, runCli } from './helpers/cli.js';
 import { startNginx, type Nginx } from './helpers/nginx.js';
 import { attemptParts } from './helpers/phase.js';
-import { mintMacaroon } from './helpers/se-auth.js';
+import { createTokenIssuer, mintMacaroon } from './helpers/se-auth.js';
 import { startStageIt, type StageItStandIn } from './helpers/stageit.js';
 import { startTestServer, type TestServer } from './helpers/server.js';
 
-const keys = { macaroonSecret: 'lta-se-root-' + randomBytes(8).toString('hex'), jwtSecret: 'unused-' + randomBytes(8).toString('hex') };
+const keys = { macaroonSecret: 'lta-se-root-' + randomBytes(8).toString('hex'), jwks: createTokenIssuer().jwks };
 const API_TOKEN = 'stageit-api-token-' + randomBytes(12).toString('hex');
 let server: TestServer;
 let se: Nginx;

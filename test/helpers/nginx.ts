@@ -8,7 +8,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { x509ProxyModule } from './nginx-module.js';
-import { njsVerifier, type SeKeys } from './se-auth.js';
+import { njsVerifier, SE_AUTH_NGINX, type SeKeys } from './se-auth.js';
 
 export interface Nginx {
   /** http://127.0.0.1:<port> */
@@ -44,7 +44,7 @@ export function davExtModule(): string {
 }
 
 export interface NginxOptions {
-  /** Refuse every request without a valid macaroon or bearer token (njs, se-auth.ts) */
+  /** Refuse every request without a valid macaroon or bearer token (njs in an auth_request, se-auth.ts) */
   auth?: SeKeys;
   /** Log `METHOD URI STATUS` lines to <dir>/access.log (see Nginx.requests) */
   accessLog?: boolean;
@@ -119,7 +119,9 @@ export async function startNginx(opts: NginxOptions = {}): Promise<Nginx> {
   const userLine = process.getuid?.() === 0 ? 'user root;' : '';
   const tmp = path.join(dir, 'tmp');
   if (opts.auth) fs.writeFileSync(path.join(dir, 'se-auth.js'), njsVerifier(opts.auth));
-  const njs = opts.auth ? { module: `load_module ${NJS_MODULE};`, http: `js_path ${dir};\n  js_import auth from se-auth.js;\n  js_set $se_auth auth.check;`, location: `if ($se_auth = "401") { return 401; }\n      if ($se_auth = "403") { return 403; }` } : { module: '', http: '', location: '' };
+  const njs = opts.auth
+    ? { module: `load_module ${NJS_MODULE};`, http: `js_path ${dir};\n  ${SE_AUTH_NGINX.http}`, server: SE_AUTH_NGINX.server, location: SE_AUTH_NGINX.location }
+    : { module: '', http: '', server: '', location: '' };
   const accessLog = opts.accessLog ? `log_format calls '$request_method $uri $status';\n  access_log ${dir}/access.log calls;` : 'access_log off;';
   fs.writeFileSync(
     path.join(dir, 'nginx.conf'),
@@ -148,6 +150,7 @@ http {
   server {
     listen 127.0.0.1:${port};
     root ${root};
+    ${njs.server}
     location / {
       ${njs.location}
       ${DAV}

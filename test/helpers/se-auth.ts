@@ -7,25 +7,62 @@
  * root secret with HMAC("macaroons-key-generator", secret); signature = HMAC over the identifier,
  * then over each caveat in turn), with dCache's caveats `before:`, `activity:` and `path:`; any
  * other caveat is refused, as a verifier must. Bearer tokens: JWTs with WLCG claims (`exp`, `scope`
- * with `storage.read:/path`, `storage.create:/path`, `storage.modify:/path`). Simplification: the
- * JWT is HS256 (a secret shared with the SE) where a real WLCG token is RS256 checked against
- * the issuer's published keys; njs's synchronous API has HMAC but no RSA verification.
+ * with `storage.read:/path`, `storage.create:/path`, `storage.modify:/path`), signed RS256 by a
+ * test issuer whose public keys the SE holds as a JWKS (what a real SE fetches from the issuer's
+ * jwks_uri); the signature is checked with njs's WebCrypto (`crypto.subtle.verify`), which is
+ * asynchronous, so the check runs as an `auth_request` subrequest (`js_content`) rather than a
+ * `js_set` variable. njs 0.7.9 imports no JWK, so the script turns each JWK into SPKI DER itself.
  */
-import { createHmac } from 'node:crypto';
+import { createHmac, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
+
+export interface Jwk {
+  kty: 'RSA';
+  n: string;
+  e: string;
+  kid: string;
+  alg: 'RS256';
+  use: 'sig';
+}
 
 export interface SeKeys {
   macaroonSecret: string;
-  jwtSecret: string;
+  /** The token issuer's public keys */
+  jwks: { keys: Jwk[] };
 }
 
-/** njs (ES5-ish: njs 0.7) that sets $se_auth to "ok", "401" or "403". */
+/** A WLCG token issuer: an RSA key pair; `jwks` is what it publishes. */
+export interface TokenIssuer {
+  privateKey: KeyObject;
+  kid: string;
+  jwks: { keys: Jwk[] };
+}
+
+/** A new issuer; `kid` lets a test make a rogue issuer that claims another's key id. */
+export function createTokenIssuer(kid = randomBytes(6).toString('hex')): TokenIssuer {
+  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const { n, e } = publicKey.export({ format: 'jwk' }) as { n: string; e: string };
+  return { privateKey, kid, jwks: { keys: [{ kty: 'RSA', n, e, kid, alg: 'RS256', use: 'sig' }] } };
+}
+
+/**
+ * nginx configuration for the checks: the main request's method, path and `authz` argument are
+ * handed to the subrequest in variables (a subrequest has its own method and URI).
+ */
+export const SE_AUTH_NGINX = {
+  http: 'js_import auth from se-auth.js;',
+  server: 'location = /.se-auth { internal; js_content auth.check; }',
+  location: 'set $se_method $request_method;\n      set $se_uri $uri;\n      set $se_authz $arg_authz;\n      auth_request /.se-auth;',
+};
+
+/** njs (njs 0.7: ES5 plus async/await) whose `check` answers the auth subrequest 200, 401 or 403. */
 export function njsVerifier(keys: SeKeys): string {
   return `
-var crypto = require('crypto');
+// require('crypto') is HMAC and hashes; the global crypto is WebCrypto (crypto.subtle).
+var hashes = require('crypto');
 var MAC_SECRET = ${JSON.stringify(keys.macaroonSecret)};
-var JWT_SECRET = ${JSON.stringify(keys.jwtSecret)};
+var JWKS = ${JSON.stringify(keys.jwks)};
 function b64(s) { return Buffer.from(s.replace(/-/g, '+').replace(/_/g, '/'), 'base64'); }
-function hmac(key, data) { return crypto.createHmac('sha256', key).update(data).digest(); }
+function hmac(key, data) { return hashes.createHmac('sha256', key).update(data).digest(); }
 function reading(m) { return m === 'GET' || m === 'HEAD' || m === 'PROPFIND' || m === 'OPTIONS'; }
 function activityAllows(list, m) {
   var a = list.split(',');
@@ -35,7 +72,7 @@ function activityAllows(list, m) {
   if (m === 'DELETE') return a.indexOf('DELETE') >= 0;
   return false;
 }
-function macaroon(r, token) {
+function macaroon(q, token) {
   var bytes = b64(token);
   var at = 0, id = null, sig = null, cids = [];
   while (at < bytes.length) {
@@ -59,34 +96,56 @@ function macaroon(r, token) {
   for (var j = 0; j < cids.length; j++) {
     var c = cids[j].toString();
     if (c.indexOf('before:') === 0) { if (!(Date.parse(c.slice(7)) > Date.now())) return '401'; }
-    else if (c.indexOf('activity:') === 0) { if (!activityAllows(c.slice(9), r.method)) verdict = '403'; }
-    else if (c.indexOf('path:') === 0) { if (r.uri.indexOf(c.slice(5)) !== 0) verdict = '403'; }
+    else if (c.indexOf('activity:') === 0) { if (!activityAllows(c.slice(9), q.method)) verdict = '403'; }
+    else if (c.indexOf('path:') === 0) { if (q.uri.indexOf(c.slice(5)) !== 0) verdict = '403'; }
     else if (c.indexOf('id:') !== 0) return '401';
   }
   return verdict;
 }
-function jwt(r, token) {
+// DER: a tag and its content with the length in short or long form.
+function der(tag, content) {
+  var n = content.length;
+  var len = n < 128 ? [n] : n < 256 ? [0x81, n] : [0x82, n >> 8, n & 255];
+  return Buffer.concat([Buffer.from([tag].concat(len)), content]);
+}
+function derInt(bytes) { return der(0x02, bytes[0] & 0x80 ? Buffer.concat([Buffer.from([0]), bytes]) : bytes); }
+// SubjectPublicKeyInfo of an RSA JWK: rsaEncryption OID, NULL, then the key as a BIT STRING.
+var RSA_ALGORITHM = Buffer.from('300d06092a864886f70d0101010500', 'hex');
+function spki(jwk) {
+  var rsaKey = der(0x30, Buffer.concat([derInt(b64(jwk.n)), derInt(b64(jwk.e))]));
+  return der(0x30, Buffer.concat([RSA_ALGORITHM, der(0x03, Buffer.concat([Buffer.from([0]), rsaKey]))]));
+}
+async function jwt(q, token) {
   var p = token.split('.');
-  var expected = hmac(JWT_SECRET, p[0] + '.' + p[1]).toString('base64').replace(/\\+/g, '-').replace(/\\//g, '_').replace(/=+$/, '');
-  if (expected !== p[2]) return '401';
   var header = JSON.parse(b64(p[0]).toString());
-  if (header.alg !== 'HS256') return '401';
+  // Only the issuer's algorithm: never "none", never HS256 keyed with a public key.
+  if (header.alg !== 'RS256') return '401';
+  var jwk = JWKS.keys.filter(function (k) { return k.kty === 'RSA' && (!header.kid || k.kid === header.kid); })[0];
+  if (!jwk) return '401';
+  var key = await crypto.subtle.importKey('spki', spki(jwk), { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' }, false, ['verify']);
+  if (!(await crypto.subtle.verify({ name: 'RSASSA-PKCS1-v1_5' }, key, b64(p[2]), Buffer.from(p[0] + '.' + p[1])))) return '401';
   var claims = JSON.parse(b64(p[1]).toString());
   if (!(claims.exp * 1000 > Date.now())) return '401';
-  var want = reading(r.method) ? ['storage.read:'] : r.method === 'DELETE' ? ['storage.modify:'] : ['storage.create:', 'storage.modify:'];
+  var want = reading(q.method) ? ['storage.read:'] : q.method === 'DELETE' ? ['storage.modify:'] : ['storage.create:', 'storage.modify:'];
   var scopes = String(claims.scope || '').split(' ');
   for (var i = 0; i < scopes.length; i++) {
     for (var k = 0; k < want.length; k++) {
-      if (scopes[i].indexOf(want[k]) === 0 && r.uri.indexOf(scopes[i].slice(want[k].length)) === 0) return 'ok';
+      if (scopes[i].indexOf(want[k]) === 0 && q.uri.indexOf(scopes[i].slice(want[k].length)) === 0) return 'ok';
     }
   }
   return '403';
 }
-function check(r) {
+async function verdict(r) {
+  var q = { method: r.variables.se_method, uri: r.variables.se_uri };
   var h = r.headersIn['Authorization'] || '';
-  var token = h.indexOf('Bearer ') === 0 ? h.slice(7).trim() : (r.args.authz || '');
+  var token = h.indexOf('Bearer ') === 0 ? h.slice(7).trim() : (r.variables.se_authz || '');
   if (!token) return '401';
-  try { return token.split('.').length === 3 ? jwt(r, token) : macaroon(r, token); } catch (e) { return '401'; }
+  return token.split('.').length === 3 ? jwt(q, token) : macaroon(q, token);
+}
+async function check(r) {
+  var v;
+  try { v = await verdict(r); } catch (e) { v = '401'; }
+  r.return(v === 'ok' ? 200 : Number(v));
 }
 export default { check: check };
 `;
@@ -105,11 +164,11 @@ export function mintMacaroon(secret: string, opts: { location?: string; identifi
   return Buffer.concat(packets).toString('base64url');
 }
 
-/** A WLCG-profile JWT (HS256 with the SE's shared secret, see above). */
-export function mintJwt(secret: string, claims: { scope: string; lifetimeS: number; sub?: string }): string {
+/** A WLCG-profile JWT, RS256, signed by `issuer`. */
+export function mintJwt(issuer: TokenIssuer, claims: { scope: string; lifetimeS: number; sub?: string }): string {
   const now = Math.floor(Date.now() / 1000);
   const enc = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
-  const head = enc({ alg: 'HS256', typ: 'JWT' });
+  const head = enc({ alg: 'RS256', typ: 'JWT', kid: issuer.kid });
   const body = enc({ wlcg: { ver: '1.0' }, iss: 'https://iam.test', sub: claims.sub ?? 'jane', aud: 'https://wlcg.cern.ch/jwt/v1/any', iat: now, nbf: now, exp: now + claims.lifetimeS, scope: claims.scope, jti: Math.random().toString(36).slice(2) });
-  return `${head}.${body}.${createHmac('sha256', secret).update(`${head}.${body}`).digest('base64url')}`;
+  return `${head}.${body}.${sign('sha256', Buffer.from(`${head}.${body}`), issuer.privateKey).toString('base64url')}`;
 }

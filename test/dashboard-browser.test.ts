@@ -16,6 +16,13 @@ import { seedPool, type Seeded } from './helpers/status-fixture.js';
 import { newSubmission, saveSubmission } from '../server/submissions.js';
 import { launchBrowser, type Browser } from './helpers/browser.js';
 import type { Page } from 'playwright-core';
+import { pathToFileURL } from 'node:url';
+import { initDatabase } from '../server/setup.js';
+import { prepareRun } from '../server/pipelines/make.js';
+import { writeRun } from '../server/pipelines/runs.js';
+import { claim, writeClaim, type Outcome } from '../server/lease.js';
+import { recordOutcome } from '../agent/attempt.js';
+import { releaseDependents } from '../agent/release.js';
 
 let server: EmbeddedServer;
 let dataDir: string;
@@ -237,5 +244,84 @@ test('the pilots panel lists submission records, grid pilots as submitted with t
   assert.match((await panel.getByTestId('grid-note').textContent()) ?? '', /state unknown/);
   assert.match((await panel.getByTestId('slurm-note').textContent()) ?? '', /squeue/);
   assert.match((await panel.locator('tbody tr').first().textContent()) ?? '', /\(auto\)/);
+  await page.close();
+});
+
+/** A run of three steps over 4 subbands: a per subband, b per subband needing a, c over all of b. */
+async function pipelineRun(runPool: Pool): Promise<{ run: string; tokens: Map<string, Token> }> {
+  await initDatabase(runPool, { guard: true });
+  const files = fs.mkdtempSync(path.join(os.tmpdir(), 'tokenpool-dash-run-'));
+  const def = path.join(files, 'three.yaml');
+  fs.writeFileSync(
+    def,
+    `name: three
+observations: [obs]
+steps:
+  - {name: a, observation: obs, surls: true, command: 'true', max_attempts: 1}
+  - {name: b, observation: obs, needs: [{step: a, take: subband}], command: 'true'}
+  - {name: c, observation: obs, per: observation, needs: [{step: b}], command: 'true'}
+`,
+  );
+  const surls = path.join(files, 'L500.surls');
+  fs.writeFileSync(surls, [0, 1, 2, 3].map((sb) => pathToFileURL(path.join(files, `L500_SB00${sb}_uv.MS_0000abcd.dat`)).href).join('\n') + '\n');
+  const plan = await prepareRun({ file: def, obs: ['obs=L500'], surls: [`obs=${surls}`], sets: [], staging: false });
+  await writeRun(runPool, plan);
+  fs.rmSync(files, { recursive: true, force: true });
+  const rows = await runPool.db.list({ include_docs: true });
+  const tokens = new Map(rows.rows.map((r) => r.doc as unknown as Token).filter((t) => t.pipeline).map((t) => [t._id.slice(plan.run.run.length + 1), t]));
+  return { run: plan.run.run, tokens };
+}
+
+/** What an agent does when a token ends: claim, store the outcome, release (or block) its dependents. */
+async function finishToken(runPool: Pool, t: Token, outcome: Pick<Outcome, 'result' | 'exitCode' | 'reason'>): Promise<void> {
+  const who = { owner: 'test-agent', hostname: 'test', batch: { slurm_job_id: null, dirac_job_id: null, wms_job_id: null, pbs_job_id: null } };
+  const mine = await writeClaim(runPool.db, claim(t, who, 600, nowSeconds()));
+  assert.ok(mine, `claimed ${t._id}`);
+  const output = outcome.result === 'done' ? [{ url: `file:///results/${t._id}.tar`, size: 10, adler32: '0000abcd' }] : undefined;
+  const written = await recordOutcome(runPool.db, t._id, mine.lease!.claim_id, { ...outcome, end: nowSeconds(), phases: {}, output });
+  assert.ok(written);
+  await releaseDependents(runPool.db, written, null, createLogger('test', { level: 'silent', pretty: false }));
+}
+
+test('a pipeline run: steps in order with progress per state, blocked counts, and the failure that blocks them', async () => {
+  const db = 'lofar-pipeline';
+  const runPool = openPool({ db: `${server.url}/${db}`, user: server.admin.name, password: server.admin.password });
+  const { run, tokens } = await pipelineRun(runPool);
+  const failedId = tokens.get('L500_a_SB001')!._id;
+  await finishToken(runPool, tokens.get('L500_a_SB000')!, { result: 'done', exitCode: 0, reason: 'done' });
+  await finishToken(runPool, tokens.get('L500_a_SB001')!, { result: 'fatal', exitCode: 3, reason: 'exit code 3' });
+
+  const page = await browser.context.newPage();
+  await page.goto(dashboardUrl(server.url, db));
+  const card = page.getByTestId(`run-${run}`);
+  await card.waitFor();
+  assert.deepEqual(await card.locator('tr[data-testid^="run-step-"]').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-testid'))), ['run-step-a', 'run-step-b', 'run-step-c']);
+  const cell = (step: string, what: string) => card.getByTestId(`run-step-${step}`).getByTestId(what).textContent();
+  // a: 1 of 4 done, 1 failed; b: the failed subband's dependent blocked, the done one's released; c (all of b): blocked in turn
+  assert.equal(await cell('a', 'done'), '1');
+  assert.equal(await cell('a', 'failed'), '1');
+  assert.match((await cell('a', 'progress')) ?? '', /^1\/4 · 25%$/);
+  assert.deepEqual(await card.getByTestId('run-step-a').locator('.seg').evaluateAll((s) => s.map((x) => x.getAttribute('data-state'))), ['done', 'error', 'todo']);
+  assert.equal(await cell('b', 'blocked'), '1');
+  assert.match((await cell('b', 'progress')) ?? '', /^0\/4 · 0%$/);
+  assert.equal(await cell('c', 'blocked'), '1');
+  assert.deepEqual(await card.getByTestId('run-step-c').locator('.seg').evaluateAll((s) => s.map((x) => x.getAttribute('data-state'))), ['blocked']);
+
+  // the failure: its token id, reason, and what it blocks
+  const failures = card.getByTestId('run-failures');
+  assert.deepEqual(await failures.locator('tbody tr').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-testid'))), [`run-failure-${failedId}`]);
+  const row = failures.getByTestId(`run-failure-${failedId}`);
+  assert.match((await row.textContent()) ?? '', /exit code 3/);
+  assert.equal(await row.getByTestId('blocks').textContent(), '1 token of b, and what needs them');
+  assert.equal(await card.getByTestId('run-failures-more').count(), 0);
+
+  // another subband done over the database: the page follows without a reload
+  await finishToken(runPool, tokens.get('L500_a_SB002')!, { result: 'done', exitCode: 0, reason: 'done' });
+  await page.waitForFunction(`document.querySelector('[data-testid="run-step-a"] [data-testid="progress"]')?.textContent === '2/4 · 50%'`, undefined, { timeout: 60_000 });
+  assert.equal(await cell('b', 'done'), '0');
+  assert.match((await card.getByTestId('run-step-b').textContent()) ?? '', /b\s*subband\s*a/);
+
+  fs.mkdirSync('test-artifacts', { recursive: true });
+  await page.screenshot({ path: 'test-artifacts/dashboard-pipeline.png', fullPage: true });
   await page.close();
 });

@@ -19,13 +19,29 @@ export interface DashboardSummary extends Omit<StatusSummary, 'filter' | 'pilots
   pipelines: PipelineRunView[];
 }
 
-/** One pipeline run on the page: its steps in order with their counts per state ("blocked" among them). */
+/**
+ * One pipeline run on the page: its steps in order with their counts per state ("blocked" among
+ * them), and the failed tokens that block what needs them (the first few of `failed`).
+ */
 export interface PipelineRunView {
   run: string;
   name: string;
   created: number;
   observations: Record<string, string>;
   steps: { step: string; per: string; needs: string[]; total: number; counts: Record<string, number> }[];
+  /** the first few failed tokens, in step order */
+  failures: PipelineFailureView[];
+  /** failed tokens in the run, shown or not */
+  failed: number;
+}
+
+/** A failed token of a run and what it blocks: its direct dependents (in `blocksSteps`), and theirs in turn. */
+export interface PipelineFailureView {
+  token: string;
+  step: string;
+  reason: string | null;
+  blocks: number;
+  blocksSteps: string[];
 }
 
 export interface PilotStateCounts {

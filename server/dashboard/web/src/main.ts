@@ -7,6 +7,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import htm from 'htm';
 import { DB, fetchSummary, onPoolChange, type DashboardFilter, type DashboardSummary } from './api.js';
 import { clock, duration, num, pct, statusesIn, STATUS_ORDER } from './format.js';
+import { Bar } from './bar.js';
 import { ThroughputChart } from './chart.js';
 import { FilterBar } from './filters.js';
 import { PilotsPanel } from './pilots.js';
@@ -16,17 +17,6 @@ import { useUrlState, type PageState } from './url.js';
 import '../style.css';
 
 const html = htm.bind(h);
-/** finished work from the left, then work in progress, then work not started */
-const BAR_ORDER = ['done', 'error', 'uploading', 'running', 'downloading', 'locked', 'todo', 'staging', 'waiting'];
-
-function Bar({ counts, total }: { counts: Partial<Record<string, number>>; total: number }) {
-  return html`<div class="bar-track" title=${STATUS_ORDER.filter((s) => counts[s]).map((s) => `${s} ${counts[s]}`).join(', ')}>
-    ${BAR_ORDER.map((s) => {
-      const n = counts[s] ?? 0;
-      return n > 0 ? html`<span class=${`seg s-${s}`} style=${{ width: `${(n / total) * 100}%` }}></span>` : null;
-    })}
-  </div>`;
-}
 
 function Totals({ s }: { s: DashboardSummary }) {
   return html`<section class="totals">

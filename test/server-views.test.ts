@@ -151,6 +151,36 @@ test('single-document writes applied by the front at once, mixed with writes it 
   }
 });
 
+test('bulk writes the front can read (taken at once) and those it cannot (read from _changes) leave the listings equal to the engine', async () => {
+  const revOf = async (id: string) => (await rawRequest(server.url, 'GET', `/${DB}/${id}`, { auth: server.admin })).json()._rev as string | undefined;
+  const post = async (body: object) => {
+    const r = await rawRequest(server.url, 'POST', `/${DB}/_bulk_docs`, { auth: server.admin, body: JSON.stringify(body) });
+    assert.equal(r.status, 201, r.body);
+    return r.json() as { id: string; ok?: boolean; error?: string }[];
+  };
+  const same = async (label: string) => {
+    const [front, engine] = await Promise.all([viaFront('claimable', 'include_docs=true'), viaEngine('claimable', 'include_docs=true')]);
+    assert.deepEqual(front.json(), engine.json(), label);
+  };
+  for (let round = 0; round < 6; round++) {
+    const ids = Array.from({ length: 40 }, (_, k) => `t_${String(3000 + round * 40 + k).padStart(5, '0')}`);
+    // Release-like: waiting tokens made todo in one bulk; one of them on a stale revision (409 row).
+    await post({ docs: ids.map((id, k) => ({ ...token(3000 + k, 1), _id: id, status: 'waiting' })) });
+    const revs = await Promise.all(ids.map(revOf));
+    const rows = await post({ docs: ids.map((id, k) => ({ ...token(3000 + k), _id: id, status: 'todo', _rev: k === 5 ? '1-00000000000000000000000000000000' : revs[k] })) });
+    assert.equal(rows.filter((r) => r.error === 'conflict').length, 1);
+    await same(`round ${round}: release-like bulk`);
+    // Deletes and updates mixed, then bodies the front cannot tell: new_edits=false, no _id, one id twice.
+    await post({ docs: [{ _id: ids[0], _rev: await revOf(ids[0]!), _deleted: true }, { ...token(3001, round), _id: ids[1], _rev: await revOf(ids[1]!) }] });
+    await same(`round ${round}: delete and update`);
+    await post({ new_edits: false, docs: [{ ...token(3002), _id: ids[2], _rev: `9-${'a'.repeat(32)}`, status: 'todo' }] });
+    await same(`round ${round}: new_edits=false`);
+    await post({ docs: [{ ...token(3003), _id: undefined }, { ...token(3004), _id: ids[3], _rev: await revOf(ids[3]!), status: 'running' }, { _id: ids[3], status: 'todo' }] });
+    await same(`round ${round}: unnamed and repeated documents`);
+  }
+  await compareAll('after bulk writes');
+});
+
 test('queries the index does not answer exactly go to the engine', async () => {
   for (const [view, query] of [
     ['claimable', 'reduce=true'],

@@ -2,8 +2,9 @@
  * What the front knows of the writes to a database, so that stored views (stored-views.ts) need not
  * read the engine's `_changes` before every answer. A single-document write whose body the front read
  * and whose acceptance it saw tells the stored document exactly (the body with its new `_rev`): the
- * indexes apply it at once ("written through"). Any other write (bulk, attachments, a body the front
- * did not read) is "opaque": the next answer must read `_changes` first. So an index is current when
+ * indexes apply it at once ("written through"); so does a `_bulk_docs` of plain documents, each stored
+ * form told by the reply's row. Any other write (attachments, `new_edits=false`, a body the front did
+ * not read) is "opaque": the next answer must read `_changes` first. So an index is current when
  * no opaque write has completed since its last read of `_changes` began.
  */
 import type { JsonValue } from './collate.js';
@@ -54,4 +55,49 @@ export function mayWrite(method: string, segments: string[]): boolean {
   if (first !== undefined && READING_POSTS.has(first)) return false;
   // POST /db/_design/x/_view/y: a query with keys
   return !(first === '_design' && third === '_view');
+}
+
+/** `_bulk_docs` bodies up to this size are read by the front, to tell what they wrote (a release writes thousands of tokens in a few of them). */
+export const MAX_BULK_BODY = 16 * 1024 * 1024;
+
+/** POST /db/_bulk_docs without parameters. */
+export function isBulkWriteUrl(method: string, segments: string[], search: URLSearchParams): boolean {
+  return method === 'POST' && segments.length === 2 && !segments[0]!.startsWith('_') && segments[1] === '_bulk_docs' && search.size === 0;
+}
+
+/**
+ * The documents of a `_bulk_docs` body by id, when the reply will tell how each was stored: plain
+ * documents (as writtenDoc), each with an id of its own (not `_local/`), written as new edits; else
+ * null, and the write is opaque.
+ */
+export function bulkDocs(body: unknown): Map<string, Record<string, JsonValue>> | null {
+  if (!isPlainObject(body) || !Array.isArray(body.docs)) return null;
+  for (const name of Object.keys(body)) if (name !== 'docs' && !(name === 'new_edits' && body.new_edits === true)) return null;
+  const byId = new Map<string, Record<string, JsonValue>>();
+  for (const doc of body.docs as unknown[]) {
+    if (!isPlainObject(doc)) return null;
+    const id = doc._id;
+    if (typeof id !== 'string' || id === '' || id.startsWith('_local/') || byId.has(id)) return null;
+    if (writtenDoc(id, '', 'POST', doc) === null) return null;
+    byId.set(id, doc);
+  }
+  return byId;
+}
+
+/** The documents a `_bulk_docs` reply says were stored: one row per document sent, else null (opaque). */
+export function bulkWritten(docs: Map<string, Record<string, JsonValue>>, reply: unknown): WrittenDoc[] | null {
+  if (!Array.isArray(reply) || reply.length !== docs.size) return null;
+  const seen = new Set<string>();
+  const out: WrittenDoc[] = [];
+  for (const row of reply as unknown[]) {
+    if (!isPlainObject(row) || typeof row.id !== 'string' || !docs.has(row.id) || seen.has(row.id)) return null;
+    seen.add(row.id);
+    if (row.ok === true && typeof row.rev === 'string') out.push(writtenDoc(row.id, row.rev, 'POST', docs.get(row.id))!);
+    else if (typeof row.error !== 'string') return null;
+  }
+  return out;
+}
+
+function isPlainObject(v: unknown): v is Record<string, JsonValue> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }

@@ -7,6 +7,7 @@ import { createRequire } from 'node:module';
 import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
+import { withCheapReads } from './engine-reads.js';
 
 const require = createRequire(import.meta.url);
 
@@ -27,6 +28,7 @@ function buildPouch(opts: EngineOptions) {
   PouchDB = opts.inMemory
     ? PouchDB.plugin(require('pouchdb-adapter-memory'))
     : PouchDB.plugin(require('pouchdb-adapter-leveldb'));
+  withCheapReads(PouchDB, ['leveldb', 'memory']);
   return PouchDB.defaults({ prefix: path.join(opts.dataDir, 'db') + path.sep });
 }
 

@@ -15,9 +15,10 @@ import { callEngine, identityHeaders, type Upstream } from './upstream.js';
 import { ChangesFeeds, isChangesFeed } from './changes-feed.js';
 import { StoredViews } from './stored-views.js';
 import { CONFLICT_BODY, docWrite, isDocWriteUrl, MAX_FENCED_BODY, StaleRevisions, type DocWrite, type SettleWrite } from './stale-revisions.js';
-import { mayWrite, writtenDoc, type WrittenDoc } from './db-writes.js';
+import { bulkDocs, bulkWritten, isBulkWriteUrl, MAX_BULK_BODY, mayWrite, writtenDoc, type WrittenDoc } from './db-writes.js';
 import { DbGate } from './db-gate.js';
 import { notModified, taggedAnswer } from './etag.js';
+import type { JsonValue } from './collate.js';
 
 /** Extra handlers mounted beside the CouchDB API (the dashboard); return true when handled. */
 export type RouteHandler = (req: http.IncomingMessage, res: http.ServerResponse) => boolean | Promise<boolean>;
@@ -222,10 +223,12 @@ export class Front {
 
   /**
    * A single-document write with its body read (when it has a small one), so that a write on a
-   * revision known to have a child is refused here (stale-revisions.ts); null for other requests,
-   * whose bodies stream to the engine untouched.
+   * revision known to have a child is refused here (stale-revisions.ts); a `_bulk_docs` with its body
+   * read, so that the stored views take what it wrote without reading `_changes`; null for other
+   * requests, whose bodies stream to the engine untouched.
    */
   private async readDocWrite(req: http.IncomingMessage, method: string, segments: string[], search: URLSearchParams): Promise<PendingWrite | null> {
+    if (isBulkWriteUrl(method, segments, search)) return readBulkWrite(req);
     if (!isDocWriteUrl(method, segments)) return null;
     if (method === 'DELETE') {
       const doc = docWrite(method, segments, search, req.headers);
@@ -325,10 +328,10 @@ export class Front {
     else req.pipe(upstream);
   }
 
-  /** Collects the reply of a fenced write (small) and reports the outcome once the engine's answer ends or breaks off. */
+  /** Collects the reply of a fenced or bulk write (small) and reports the outcome once the engine's answer ends or breaks off. */
   private trackWrite(up: http.IncomingMessage, status: number, write: PendingWrite | null, report: (status: number | null, chunks: Buffer[]) => void): void {
     const chunks: Buffer[] = [];
-    if (write?.doc && (status === 201 || status === 202)) up.on('data', (c: Buffer) => chunks.push(c));
+    if ((write?.doc || write?.bulk) && (status === 201 || status === 202)) up.on('data', (c: Buffer) => chunks.push(c));
     up.on('end', () => report(status, chunks));
     up.on('close', () => report(null, []));
   }
@@ -339,6 +342,13 @@ export class Front {
    * document when the front can tell it, else that something did. A 4xx wrote nothing.
    */
   private writeDone(db: string | undefined, method: string, write: PendingWrite | null, status: number | null, chunks: Buffer[]): void {
+    if (db !== undefined && write?.bulk && chunks.length > 0) {
+      const written = bulkWritten(write.bulk, parseOrNull(Buffer.concat(chunks)));
+      if (written) {
+        for (const w of written) this.views.wrote(db, w);
+        return;
+      }
+    }
     let stored: WrittenDoc | 'accepted' | null = null;
     if (write?.doc && chunks.length > 0) {
       try {
@@ -363,6 +373,25 @@ interface PendingWrite {
   json?: unknown;
   /** set once the fence admitted the write */
   settle?: SettleWrite;
+  /** a `_bulk_docs` whose documents the front can tell (db-writes.ts) */
+  bulk?: Map<string, Record<string, JsonValue>> | null;
+}
+
+/** A `_bulk_docs` body read when small enough (see MAX_BULK_BODY); null lets it stream to the engine. */
+async function readBulkWrite(req: http.IncomingMessage): Promise<PendingWrite | null> {
+  const length = Number(req.headers['content-length']);
+  if (!Number.isInteger(length) || length <= 0 || length > MAX_BULK_BODY || req.headers['transfer-encoding']) return null;
+  const body = await readBody(req, MAX_BULK_BODY);
+  if (body === null) return null; // cannot happen with a truthful content-length
+  return { doc: null, body, bulk: bulkDocs(parseOrNull(body)) };
+}
+
+function parseOrNull(text: Buffer): unknown {
+  try {
+    return JSON.parse(text.toString('utf8'));
+  } catch {
+    return null;
+  }
 }
 
 /** PUT /db/doc, /db/_design/x or /db/_local/x: a JSON document body (attachments keep their own type). */

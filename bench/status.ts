@@ -15,8 +15,8 @@ import { dashboardRoutes, dashboardUrl, startRemoteDashboard } from '../server/d
 import { readerFromPool, DESIGN, type PoolReader } from '../server/status/reader.js';
 import { statusSummary } from '../server/status/summary.js';
 import { pilotCountsFor } from '../server/status/pilots.js';
-import { nowSeconds, type Token } from '../server/token.js';
-import { seedPool } from '../test/helpers/status-fixture.js';
+import { nowSeconds } from '../server/token.js';
+import { finishOneRunning, seedPool } from '../test/helpers/status-fixture.js';
 import { launchBrowser } from '../test/helpers/browser.js';
 import { judgedTargets, onEachBackend, openBackends, parseBenchArgs, target, type Backend } from './backends.js';
 import { writeResults } from './results.js';
@@ -44,13 +44,6 @@ function cli(args: string[]): Promise<void> {
     child.stderr.on('data', (c: Buffer) => (err += c.toString()));
     child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`status failed: ${err}`))));
   });
-}
-
-async function finishOne(pool: Pool): Promise<void> {
-  const rows = await pool.db.view('tokenpool', 'progress', { reduce: false, key: ['L200000', 'avg', 'running'], limit: 1, include_docs: true });
-  const doc = rows.rows[0]!.doc as Token;
-  const now = nowSeconds();
-  await pool.db.insert({ ...doc, status: 'done', lock: now - 30, done: now, exit_code: 0, times: { ...doc.times, done: now } });
 }
 
 /** The dashboard of the pool: on the embedded server's front, else served here as `tokenpool dashboard` serves it. */
@@ -82,7 +75,7 @@ async function benchSize(b: Backend, tokens: number) {
     };
     const cliStatus = await median(3, () => cli(['status', '--db', dbUrl, '--credentials', b.credentialsFile, '--json']));
     const cliStartup = await median(3, () => cli(['--version']));
-    await finishOne(pool);
+    await finishOneRunning(pool, 'L200000', 'avg');
     const afterChange = (await timed(() => statusSummary(reader, {}))).ms;
 
     const page = await dashboard(b, pool);

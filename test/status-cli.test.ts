@@ -1,14 +1,13 @@
 /** `tokenpool status` and `tokenpool failures` end to end: real CLI, real embedded server, real views. */
 import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { startTestServer, type TestServer } from './helpers/server.js';
-import { runCli, CLI } from './helpers/cli.js';
-import { seedPool, type Seeded } from './helpers/status-fixture.js';
+import { runCli } from './helpers/cli.js';
+import { watchStatus } from './helpers/status-watch.js';
+import { finishOneRunning, seedPool, type Seeded } from './helpers/status-fixture.js';
 import type { Pool } from '../server/client.js';
 import type { StatusSummary } from '../server/status/types.js';
 import type { FailureReport } from '../server/status/failure-report.js';
-import { nowSeconds } from '../server/token.js';
 
 let server: TestServer;
 let dbUrl: string;
@@ -103,48 +102,15 @@ test('failures groups by reason with a log tail and the reset command', async ()
 });
 
 test('status --watch prints again when a token changes, and stops on SIGINT', async () => {
-  const child = spawn(process.execPath, [...CLI, 'status', '--db', dbUrl, '--obsid', 'L100001', '--step', 'avg', '--watch', '--json'], {
-    env: { ...process.env, ...env, TOKENPOOL_LOG_JSON: '1' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  let err = '';
-  child.stderr.on('data', (c: Buffer) => (err += c.toString()));
-  const summaries: StatusSummary[] = [];
-  const waitFor = (n: number) =>
-    new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no summary #${n}; stderr: ${err}`)), 60_000);
-      const check = () => {
-        // --json --watch prints one pretty JSON document per update; split on top-level closes
-        const docs = out.split(/\n}\n/).slice(0, -1);
-        summaries.length = 0;
-        for (const d of docs) summaries.push(JSON.parse(d + '\n}') as StatusSummary);
-        if (summaries.length >= n) {
-          clearTimeout(timer);
-          child.stdout.off('data', onData);
-          resolve();
-        }
-      };
-      const onData = (c: Buffer) => {
-        out += c.toString();
-        check();
-      };
-      child.stdout.on('data', onData);
-      check();
-    });
+  const watcher = watchStatus(['--db', dbUrl, '--obsid', 'L100001', '--step', 'avg'], env);
   try {
-    await waitFor(1);
-    const before = summaries[0]!.rows[0]!.counts.done ?? 0;
+    const before = (await watcher.reports(1))[0]!.rows[0]!.counts.done ?? 0;
     // give the watcher time to open its longpoll from "now"
     await new Promise((r) => setTimeout(r, 1500));
-    const running = await pool.db.view('tokenpool', 'progress', { reduce: false, key: ['L100001', 'avg', 'running'], limit: 1, include_docs: true });
-    const doc = running.rows[0]!.doc!;
-    await pool.db.insert({ ...doc, status: 'done', done: nowSeconds(), exit_code: 0, times: { ...doc.times, done: nowSeconds() } });
-    await waitFor(2);
-    assert.equal(summaries[1]!.rows[0]!.counts.done, before + 1);
+    await finishOneRunning(pool, 'L100001', 'avg');
+    const reports = await watcher.reports(2);
+    assert.equal(reports[1]!.rows[0]!.counts.done, before + 1);
   } finally {
-    child.kill('SIGINT');
+    assert.equal(await watcher.stop(), 0, watcher.stderr());
   }
-  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
-  assert.equal(code, 0, err);
 });

@@ -8,6 +8,7 @@ import { prepareRun } from '../../server/pipelines/make.js';
 import { advanceAllRuns, advanceRun, listRuns, readRun, writeRun } from '../../server/pipelines/runs.js';
 import { cancelRun, rerunRun } from '../../server/pipelines/control.js';
 import { renderRun, summariseRun } from '../../server/pipelines/summary.js';
+import { readerFromPool } from '../../server/status/reader.js';
 
 const WRITE_ROLE = `${ROLES.agent} or ${ROLES.manager}`;
 
@@ -61,7 +62,7 @@ const listCommand: CommandModule<object, ListArgs> = {
   builder: (y: Argv) => withPoolOptions(y).example('$0 pipeline list', 'Every run with its observations and state') as unknown as Argv<ListArgs>,
   handler: async (args) => {
     const pool = poolFromArgs(args);
-    const runs = await withDb(pool, 'list pipeline runs', () => listRuns(pool));
+    const runs = await withDb(pool, 'list pipeline runs', () => listRuns(readerFromPool(pool)));
     if (args.json) return printJson(runs.map(({ definition, ...r }) => ({ ...r, definition: { ...definition, text: undefined } })));
     if (runs.length === 0) return printLine('no pipeline runs in this pool');
     printLine(
@@ -87,7 +88,7 @@ const statusCommand: CommandModule<object, RunIdArgs> = {
       .example('$0 pipeline status linc-demo-3f2a', 'The table of one run') as unknown as Argv<RunIdArgs>,
   handler: async (args) => {
     const pool = poolFromArgs(args);
-    const summary = await withDb(pool, 'read a pipeline run', async () => summariseRun(pool, await readRun(pool, args.run)));
+    const summary = await withDb(pool, 'read a pipeline run', async () => summariseRun(readerFromPool(pool), await readRun(pool, args.run)));
     if (args.json) return printJson(summary);
     printLine(renderRun(summary, table));
   },

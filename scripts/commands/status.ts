@@ -1,22 +1,36 @@
-/** `tokenpool status`: progress per observation × step, rates, ETA, failures; --watch follows the changes feed. */
+/** `tokenpool status`: progress per observation × step, rates, ETA, failures, pipeline runs; --watch keeps it up to date. */
 import type { Argv, CommandModule } from 'yargs';
 import { poolFromArgs, withPoolOptions, type PoolArgs } from '../../server/pool-options.js';
+import type { Pool } from '../../server/client.js';
+import { InputError } from '../../server/errors.js';
 import { printJson, printLine, table } from '../output.js';
-import { readerFromPool, type PoolReader } from '../../server/status/reader.js';
-import { checkFilter } from '../../server/status/filter.js';
-import { statusSummary } from '../../server/status/summary.js';
+import { readerFromPool } from '../../server/status/reader.js';
+import { checkFilter, type StatusFilter } from '../../server/status/filter.js';
 import { renderStatus } from '../../server/status/render.js';
-import { watchChanges } from '../../server/status/watch.js';
+import { watchChanges, type WatchOptions } from '../../server/status/watch.js';
 import { pilotCountsFor } from '../../server/status/pilots.js';
+import { statusReport, type StatusReport } from '../../server/status/report.js';
+import { openServedStatus } from '../../server/status/served.js';
+import type { PilotCounts } from '../../server/status/types.js';
 import { redactText } from '../../server/redact.js';
-import { activeRunSummaries, renderRun } from '../../server/pipelines/summary.js';
+import { renderRun } from '../../server/pipelines/summary.js';
 
 interface StatusArgs extends PoolArgs {
   obsid?: string;
   step?: string;
   watch: boolean;
+  dashboard?: string;
   json: boolean;
 }
+
+/** Where the report comes from: served (shared by every watcher) or computed here from the views. */
+interface StatusSource {
+  report(): Promise<StatusReport>;
+  follow(opts: Pick<WatchOptions, 'signal' | 'onChange' | 'onError'>): Promise<void>;
+}
+
+/** squeue is asked at most this often while watching: a batch system's scheduler is not a monitoring backend. */
+const PILOTS_FRESH_MS = 30_000;
 
 export const statusCommand: CommandModule<object, StatusArgs> = {
   command: 'status',
@@ -26,24 +40,51 @@ export const statusCommand: CommandModule<object, StatusArgs> = {
       .option('obsid', { type: 'string', describe: 'Only this observation, e.g. L229507' })
       .option('step', { type: 'string', describe: 'Only this pipeline step' })
       .option('watch', { type: 'boolean', default: false, describe: 'Keep updating as tokens change (Ctrl-C to stop)' })
+      .option('dashboard', {
+        type: 'string',
+        describe: 'Read the report from this `tokenpool dashboard` (one report a second shared by every watcher) instead of querying the database (TOKENPOOL_DASHBOARD)',
+      })
       .example('$0 status --db http://127.0.0.1:5984/lofar', 'One table of progress')
-      .example('$0 status --obsid L229507 --watch', 'Follow one observation live') as unknown as Argv<StatusArgs>,
+      .example('$0 status --obsid L229507 --watch', 'Follow one observation live')
+      .example('$0 status --watch --dashboard http://127.0.0.1:8080', 'Follow a remote pool through the dashboard process serving it') as unknown as Argv<StatusArgs>,
   handler: async (args) => {
     const filter = checkFilter({ obsid: args.obsid, step: args.step });
     const pool = poolFromArgs(args);
-    const reader = readerFromPool(pool);
+    const source = await statusSource(pool, filter, args.dashboard, args.watch ? PILOTS_FRESH_MS : 0);
     const show = async () => {
-      const summary = await statusSummary(reader, filter, { pilots: () => pilotCountsFor(pool) });
-      const runs = await activeRunSummaries(pool, { obsid: filter.obsid ?? undefined });
-      if (args.json) printJson(runs.length ? { ...summary, pipelines: runs } : summary);
-      else printLine([renderStatus(summary, table), ...runs.map((r) => renderRun(r, table))].join('\n\n'));
+      const report = await source.report();
+      if (args.json) printJson(report);
+      else printLine([renderStatus(report, table), ...(report.pipelines ?? []).map((r) => renderRun(r, table))].join('\n\n'));
     };
     if (!args.watch) return show();
-    await watch(reader, args.json, show);
+    await watch(source, args.json, show);
   },
 };
 
-async function watch(reader: PoolReader, json: boolean, show: () => Promise<void>): Promise<void> {
+/**
+ * The served report when the database's server serves one (the embedded server) or --dashboard names
+ * where it is served, else the views queried from here. Pilots are always counted here: their state
+ * comes from this machine's batch system.
+ */
+async function statusSource(pool: Pool, filter: StatusFilter, dashboard: string | undefined, pilotsFreshMs: number): Promise<StatusSource> {
+  const pilots = cached(() => pilotCountsFor(pool), pilotsFreshMs);
+  // A dashboard elsewhere reads the pool with its own account: ours is not sent to it.
+  const served = await openServedStatus({ base: dashboard ?? pool.serverUrl, db: pool.dbName, authorization: dashboard ? null : pool.authorization, quietMs: pool.quietMs }, filter);
+  if (served) return { report: async () => ({ ...(await served.report()), pilots: await pilots() }), follow: (f) => served.follow(f) };
+  if (dashboard) throw new InputError(`--dashboard ${dashboard} serves no status of ${pool.dbName}`, 'Give the address `tokenpool dashboard --db …` prints, without a path, e.g. http://127.0.0.1:8080.');
+  const reader = readerFromPool(pool);
+  return { report: () => statusReport(reader, filter, { pilots }), follow: (f) => watchChanges(reader, f) };
+}
+
+function cached(read: () => Promise<PilotCounts>, freshMs: number): () => Promise<PilotCounts> {
+  let last: { at: number; value: Promise<PilotCounts> } | null = null;
+  return () => {
+    if (!last || Date.now() - last.at >= freshMs) last = { at: Date.now(), value: read() };
+    return last.value;
+  };
+}
+
+async function watch(source: StatusSource, json: boolean, show: () => Promise<void>): Promise<void> {
   const tty = process.stdout.isTTY && !json;
   const controller = new AbortController();
   const stop = () => controller.abort();
@@ -68,10 +109,10 @@ async function watch(reader: PoolReader, json: boolean, show: () => Promise<void
       })
       .catch((err: unknown) => warn(`status query failed (${(err as Error).message})`));
   };
-  await watchChanges(reader, {
+  await source.follow({
     signal: controller.signal,
     onChange: redraw,
-    onError: (err) => warn(`changes feed failed (${(err as Error).message}); retrying`),
+    onError: (err) => warn(`following changes failed (${(err as Error).message}); retrying`),
   });
   await running;
   process.off('SIGINT', stop);

@@ -9,6 +9,7 @@ import { redactText } from '../redact.js';
 import { RefusedError, type PoolReader } from '../status/reader.js';
 import { listTokens, listTokensInStatus, tokenDetail } from '../status/tokens.js';
 import { dashboardSummary } from './summary.js';
+import { statusReport } from '../status/report.js';
 import { pilotPanel } from './pilots.js';
 import { filterOf, FILTER_PARAMS, numberParam, onlyParams } from './query.js';
 import { asset, indexHtml, pageHtml } from './static.js';
@@ -16,8 +17,14 @@ import type { LiveChannels } from './live.js';
 import { SharedAnswers } from './shared.js';
 import type { DashboardSummary } from './types.js';
 
-/** Within a second of each other, pages that ask the same summary share one answer (the live stream's pace). */
+/** Within a second of each other, pages (and status watchers) that ask the same summary share one answer (the live stream's pace). */
 const SUMMARY_FRESH_MS = 1000;
+
+/** Answers shared by everyone asking within SUMMARY_FRESH_MS: the page's summary, and `tokenpool status`'s report as sent. */
+interface Shared {
+  summaries: SharedAnswers<DashboardSummary>;
+  reports: SharedAnswers<string>;
+}
 
 export const DASHBOARD_PREFIX = '/_tokenpool/dashboard';
 
@@ -42,7 +49,7 @@ const MAX_PAGE = 200;
 const MAX_HOURS = 24 * 14;
 
 export function dashboardHandler(source: DashboardSource, live: LiveChannels, prefix = DASHBOARD_PREFIX) {
-  const summaries = new SharedAnswers<DashboardSummary>(SUMMARY_FRESH_MS);
+  const shared: Shared = { summaries: new SharedAnswers(SUMMARY_FRESH_MS), reports: new SharedAnswers(SUMMARY_FRESH_MS) };
   return async (req: http.IncomingMessage, res: http.ServerResponse): Promise<boolean> => {
     const url = new URL(req.url ?? '/', 'http://dashboard');
     if (url.pathname !== prefix && !url.pathname.startsWith(`${prefix}/`)) return false;
@@ -52,7 +59,7 @@ export function dashboardHandler(source: DashboardSource, live: LiveChannels, pr
       return true;
     }
     try {
-      await route(req, res, url, source, live, summaries, prefix);
+      await route(req, res, url, source, live, shared, prefix);
     } catch (err) {
       sendError(res, err, source.browserCredentials);
     }
@@ -66,7 +73,7 @@ async function route(
   url: URL,
   source: DashboardSource,
   live: LiveChannels,
-  summaries: SharedAnswers<DashboardSummary>,
+  shared: Shared,
   prefix: string,
 ): Promise<void> {
   let segments: string[];
@@ -103,7 +110,15 @@ async function route(
       const filter = filterOf(q);
       const hours = numberParam(q, 'hours', 6, 1, MAX_HOURS, true);
       const key = JSON.stringify([resolved.key, filter, hours]);
-      return sendJsonBody(res, await summaries.get(key, () => dashboardSummary(reader, filter, hours * 3600)));
+      return sendJsonBody(res, await shared.summaries.get(key, () => dashboardSummary(reader, filter, hours * 3600)));
+    }
+    case 'status': {
+      // `tokenpool status --watch` reads this instead of querying the views itself: twenty watchers cost one report a second.
+      onlyParams(q, 'status', ['obsid', 'step']);
+      const { obsid, step } = filterOf(q);
+      const key = JSON.stringify([resolved.key, obsid, step]);
+      const text = await shared.reports.get(key, async () => redactText(JSON.stringify(await statusReport(reader, { obsid, step }))));
+      return send(res, 200, 'application/json', text, { 'cache-control': 'no-store' });
     }
     case 'tokens': {
       onlyParams(q, 'tokens', [...FILTER_PARAMS, 'limit', 'after']);

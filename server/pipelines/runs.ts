@@ -10,6 +10,7 @@ import { createTokens, type WriteResult } from '../tokens/write.js';
 import type { Token } from '../token.js';
 import type { TokenDb } from '../lease.js';
 import type { Copies } from '../branches.js';
+import { DESIGN, readerFromPool, type PoolReader } from '../status/reader.js';
 import { advance, type AdvanceReport } from './release.js';
 import { isRunDoc, RUN_PREFIX, runDocId, type RunDoc } from './run.js';
 import type { RunPlan } from './plan.js';
@@ -33,9 +34,9 @@ export async function writeRun(pool: Pool, plan: RunPlan, onProgress?: (written:
   return { run: plan.run.run, runCreated, ...written };
 }
 
-export async function listRuns(pool: Pool): Promise<RunDoc[]> {
-  const res = await pool.db.list({ startkey: RUN_PREFIX, endkey: `${RUN_PREFIX}\ufff0`, include_docs: true });
-  return res.rows.map((r) => r.doc as unknown).filter(isRunDoc).sort((a, b) => b.created - a.created || (a.run < b.run ? -1 : 1));
+export async function listRuns(reader: PoolReader): Promise<RunDoc[]> {
+  const res = await reader.get<{ rows: { doc?: unknown }[] }>('_all_docs', { startkey: RUN_PREFIX, endkey: `${RUN_PREFIX}\ufff0`, include_docs: true });
+  return res.rows.map((r) => r.doc).filter(isRunDoc).sort((a, b) => b.created - a.created || (a.run < b.run ? -1 : 1));
 }
 
 /** A run by its id, or by a unique prefix of it. */
@@ -46,7 +47,7 @@ export async function readRun(pool: Pool, run: string): Promise<RunDoc> {
   } catch (err) {
     if (httpStatus(err) !== 404) throw err;
   }
-  const matches = (await listRuns(pool)).filter((r) => r.run.startsWith(run));
+  const matches = (await listRuns(readerFromPool(pool))).filter((r) => r.run.startsWith(run));
   if (matches.length === 1) return matches[0]!;
   if (matches.length > 1) throw new StateError(`run ${run} is ambiguous: ${matches.map((r) => r.run).join(', ')}`, 'Give more of the run id.');
   throw new StateError(`no pipeline run ${run} in this pool`, 'See `tokenpool pipeline list`.');
@@ -63,13 +64,13 @@ export interface StepCounts {
 }
 
 /** Per step of the run, in definition order: how many tokens are in each state. */
-export async function runCounts(pool: Pool, run: RunDoc): Promise<StepCounts[]> {
-  const res = await pool.db.view(TOKENPOOL_DDOC, 'pipeline_steps', { startkey: [run.run], endkey: [run.run, {}], group_level: 3 } as never);
+export async function runCounts(reader: PoolReader, run: RunDoc): Promise<StepCounts[]> {
+  const rows = await reader.view<[string, string, StepState], number>(DESIGN, 'pipeline_steps', { startkey: [run.run], endkey: [run.run, {}], group_level: 3 });
   const by = new Map<string, Partial<Record<StepState, number>>>();
-  for (const row of res.rows) {
-    const [, step, state] = row.key as unknown as [string, string, StepState];
+  for (const row of rows) {
+    const [, step, state] = row.key;
     const c = by.get(step) ?? {};
-    c[state] = (c[state] ?? 0) + (row.value as unknown as number);
+    c[state] = (c[state] ?? 0) + row.value;
     by.set(step, c);
   }
   return run.steps.map((s) => {
@@ -103,7 +104,7 @@ export async function advanceRun(pool: Pool, run: RunDoc, copies: Copies | null 
 
 export async function advanceAllRuns(pool: Pool, copies: Copies | null = null): Promise<AdvanceReport & { runs: number }> {
   const total: AdvanceReport & { runs: number } = { released: [], blocked: [], unblocked: [], conflicts: 0, runs: 0 };
-  for (const run of await listRuns(pool)) {
+  for (const run of await listRuns(readerFromPool(pool))) {
     if (run.status !== 'active') continue;
     const r = await advanceRun(pool, run, copies);
     total.runs++;

@@ -2,8 +2,7 @@
  * What scientists see of a run: per step, in order, counts per state, what it waits for, and which
  * upstream failures block what. Shared by `pipeline status`, `status` and the dashboard.
  */
-import type { Pool } from '../client.js';
-import { TOKENPOOL_DDOC } from '../design.js';
+import { DESIGN, type PoolReader } from '../status/reader.js';
 import type { Token } from '../token.js';
 import { listRuns, runCounts, type StepCounts } from './runs.js';
 import type { RunDoc } from './run.js';
@@ -33,8 +32,8 @@ export interface RunSummary {
 const ACTIVE = ['locked', 'downloading', 'running', 'uploading'] as const;
 const FAILURES_SHOWN = 20;
 
-export async function summariseRun(pool: Pool, run: RunDoc): Promise<RunSummary> {
-  const counts = await runCounts(pool, run);
+export async function summariseRun(reader: PoolReader, run: RunDoc): Promise<RunSummary> {
+  const counts = await runCounts(reader, run);
   const steps = counts.map((c) => {
     const s = run.steps.find((x) => x.name === c.step)!;
     return {
@@ -49,9 +48,9 @@ export async function summariseRun(pool: Pool, run: RunDoc): Promise<RunSummary>
   const failures: Failure[] = [];
   for (const s of steps) {
     if (!s.error || failures.length >= FAILURES_SHOWN) continue;
-    const res = await pool.db.view(TOKENPOOL_DDOC, 'pipeline_steps', { key: [run.run, s.step, 'error'], reduce: false, include_docs: true, limit: FAILURES_SHOWN - failures.length } as never);
-    for (const row of res.rows) {
-      const t = row.doc as Token;
+    const rows = await reader.view<unknown, unknown>(DESIGN, 'pipeline_steps', { key: [run.run, s.step, 'error'], reduce: false, include_docs: true, limit: FAILURES_SHOWN - failures.length });
+    for (const row of rows) {
+      const t = row.doc as unknown as Token;
       failures.push({ token: t._id, step: s.step, reason: t.reason, blocks: t.pipeline?.feeds.length ?? 0 });
     }
   }
@@ -103,7 +102,7 @@ export function renderRun(s: RunSummary, table: (rows: (string | number)[][]) =>
 }
 
 /** The pool's active runs, newest first (at most `limit`), for `status`; with an observation, only runs of it. */
-export async function activeRunSummaries(pool: Pool, opts: { obsid?: string; limit?: number } = {}): Promise<RunSummary[]> {
-  const runs = (await listRuns(pool)).filter((r) => r.status === 'active' && (!opts.obsid || Object.values(r.observations).includes(opts.obsid)));
-  return Promise.all(runs.slice(0, opts.limit ?? 5).map((r) => summariseRun(pool, r)));
+export async function activeRunSummaries(reader: PoolReader, opts: { obsid?: string; limit?: number } = {}): Promise<RunSummary[]> {
+  const runs = (await listRuns(reader)).filter((r) => r.status === 'active' && (!opts.obsid || Object.values(r.observations).includes(opts.obsid)));
+  return Promise.all(runs.slice(0, opts.limit ?? 5).map((r) => summariseRun(reader, r)));
 }

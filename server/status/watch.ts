@@ -44,7 +44,8 @@ export async function watchChanges(reader: PoolReader, opts: WatchOptions): Prom
   }
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
+/** Waits ms, or less when the signal aborts. */
+export function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     const t = setTimeout(resolve, ms);
     signal.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });

@@ -115,3 +115,11 @@ export async function seedPool(pool: Pool, spec: SeedSpec, opts: { init?: boolea
   await flush();
   return seeded;
 }
+
+/** Marks one running token of obsid × step done, as an agent finishing it would. */
+export async function finishOneRunning(pool: Pool, obsid: string, step: string): Promise<void> {
+  const running = await pool.db.view('tokenpool', 'progress', { reduce: false, key: [obsid, step, 'running'], limit: 1, include_docs: true });
+  const doc = running.rows[0]!.doc as Token;
+  const now = nowSeconds();
+  await pool.db.insert({ ...doc, status: 'done', done: now, exit_code: 0, times: { ...doc.times, done: now } });
+}

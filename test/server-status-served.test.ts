@@ -1,0 +1,75 @@
+/**
+ * `tokenpool server` serves the status report itself (server/dashboard/routes.ts, api/status): a
+ * `tokenpool status` against it reads that shared report and follows the server's event stream
+ * instead of querying the views and the changes feed per watcher. A plain CouchDB serves none, and
+ * status then queries the views as before.
+ */
+import { afterAll, beforeAll, test } from 'vitest';
+import assert from 'node:assert/strict';
+import { startEmbeddedServer, type EmbeddedServer } from '../server/embedded/index.js';
+import { createLogger } from '../server/log.js';
+import { basicAuth, openPool, type Pool } from '../server/client.js';
+import { dashboardRoutes } from '../server/dashboard/index.js';
+import { openServedStatus } from '../server/status/served.js';
+import { statusReport } from '../server/status/report.js';
+import { readerFromPool, RefusedError } from '../server/status/reader.js';
+import { runCli } from './helpers/cli.js';
+import { watchStatus } from './helpers/status-watch.js';
+import { finishOneRunning, seedPool } from './helpers/status-fixture.js';
+import { startTestServer, type TestServer } from './helpers/server.js';
+
+let server: EmbeddedServer;
+let plain: TestServer;
+let pool: Pool;
+let env: NodeJS.ProcessEnv;
+const DB = 'lofar-served';
+
+beforeAll(async () => {
+  const log = createLogger('test-server', { pretty: false, level: 'warn' });
+  server = await startEmbeddedServer({ port: 0, inMemory: true, routes: dashboardRoutes(), log });
+  pool = openPool({ db: `${server.url}/${DB}`, user: server.admin.name, password: server.admin.password });
+  await seedPool(pool, { obsids: ['L100001', 'L100002'], steps: ['avg'], perStep: 30 });
+  env = { TOKENPOOL_USER: server.admin.name, TOKENPOOL_PASSWORD: server.admin.password };
+  plain = await startTestServer();
+});
+
+afterAll(async () => {
+  await server?.stop();
+  await plain?.stop();
+});
+
+const auth = () => basicAuth(server.admin);
+
+test('the served report is the one computed from the views; a server without the dashboard routes serves none', async () => {
+  const served = await openServedStatus({ base: server.url, db: DB, authorization: auth(), quietMs: 10_000 }, { obsid: 'L100002' });
+  assert.ok(served, 'tokenpool server serves the status report');
+  const a = await served.report();
+  const b = await statusReport(readerFromPool(pool), { obsid: 'L100002' });
+  // Rates and ETAs depend on the second each was computed in; what was counted may not.
+  assert.deepEqual(a.rows.map((r) => [r.obsid, r.step, r.counts]), b.rows.map((r) => [r.obsid, r.step, r.counts]));
+  assert.deepEqual(a.totals.counts, b.totals.counts);
+  assert.deepEqual(a.failures, b.failures);
+  assert.equal(a.pilots.available, false, 'pilots are counted by the caller, never served');
+
+  assert.equal(await openServedStatus({ base: plain.url, db: DB, authorization: basicAuth(plain.admin), quietMs: 10_000 }, {}), null);
+});
+
+test('a wrong password is a refusal, not a server without the report', async () => {
+  await assert.rejects(openServedStatus({ base: server.url, db: DB, authorization: basicAuth({ name: server.admin.name, password: 'not-the-password' }), quietMs: 10_000 }, {}), RefusedError);
+  const r = await runCli(['status', '--db', `${server.url}/${DB}`], { env: { TOKENPOOL_USER: server.admin.name, TOKENPOOL_PASSWORD: 'not-the-password' } });
+  assert.equal(r.code, 5, r.stderr);
+  assert.ok(!r.stderr.includes('not-the-password'));
+});
+
+test('status --watch against tokenpool server follows its event stream and prints each change', async () => {
+  const watcher = watchStatus(['--db', `${server.url}/${DB}`, '--obsid', 'L100001'], env);
+  try {
+    const before = (await watcher.reports(1))[0]!.rows[0]!.counts.done ?? 0;
+    await new Promise((r) => setTimeout(r, 1500));
+    await finishOneRunning(pool, 'L100001', 'avg');
+    const reports = await watcher.reports(2);
+    assert.equal(reports.at(-1)!.rows[0]!.counts.done, before + 1);
+  } finally {
+    assert.equal(await watcher.stop(), 0, watcher.stderr());
+  }
+});

@@ -28,9 +28,11 @@ import { createTokenIssuer, mintJwt, mintMacaroon, type TokenIssuer } from './he
 import { startThrottle } from './helpers/throttle.js';
 
 const issuer = createTokenIssuer();
+// A second issuer the SE trusts, with an elliptic-curve key (ES256).
+const ecIssuer = createTokenIssuer({ alg: 'ES256' });
 // Claims the issuer's key id, signs with a key of its own: its tokens must not verify.
-const rogue = createTokenIssuer(issuer.kid);
-const keys = { macaroonSecret: 'se-root-secret-' + randomBytes(8).toString('hex'), jwks: issuer.jwks };
+const rogue = createTokenIssuer({ kid: issuer.kid });
+const keys = { macaroonSecret: 'se-root-secret-' + randomBytes(8).toString('hex'), jwks: { keys: [...issuer.jwks.keys, ...ecIssuer.jwks.keys] } };
 let se: Nginx;
 let work: string;
 const secrets: string[] = [];
@@ -178,17 +180,21 @@ for (const tool of ['builtin', 'gfal'] as const) {
   });
 }
 
-test('the SE takes only RS256 tokens its issuer signed: another key under the same kid, alg none, HS256 and an expired token are refused', async () => {
+test('the SE takes only tokens its issuers signed (RS256, ES256): another key under the same kid, alg none, HS256 and an expired token are refused', async () => {
   const answer = async (token: string) => (await fetch(input(), { method: 'HEAD', headers: { Authorization: `Bearer ${token}` } })).status;
   const good = jwt('storage.read:/lofar', 3600);
   assert.equal(await answer(good), 200);
+  assert.equal(await answer(jwt('storage.read:/lofar', 3600, ecIssuer)), 200);
   assert.equal(await answer(jwt('storage.read:/lofar', 3600, rogue)), 401);
+  assert.equal(await answer(jwt('storage.read:/lofar', 3600, createTokenIssuer({ kid: ecIssuer.kid, alg: 'ES256' }))), 401);
   assert.equal(await answer(jwt('storage.read:/lofar', -10)), 401);
   const [, body] = good.split('.');
   const head = (alg: string) => Buffer.from(JSON.stringify({ alg, typ: 'JWT', kid: issuer.kid })).toString('base64url');
   assert.equal(await answer(`${head('none')}.${body}.`), 401);
   // HS256 keyed with the issuer's public modulus: the classic confusion attack.
-  const hs = createHmac('sha256', issuer.jwks.keys[0]!.n).update(`${head('HS256')}.${body}`).digest('base64url');
+  const rsa = issuer.jwks.keys[0]!;
+  assert.ok(rsa.kty === 'RSA');
+  const hs = createHmac('sha256', rsa.n).update(`${head('HS256')}.${body}`).digest('base64url');
   assert.equal(await answer(`${head('HS256')}.${body}.${hs}`), 401);
 });
 

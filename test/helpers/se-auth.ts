@@ -7,22 +7,15 @@
  * root secret with HMAC("macaroons-key-generator", secret); signature = HMAC over the identifier,
  * then over each caveat in turn), with dCache's caveats `before:`, `activity:` and `path:`; any
  * other caveat is refused, as a verifier must. Bearer tokens: JWTs with WLCG claims (`exp`, `scope`
- * with `storage.read:/path`, `storage.create:/path`, `storage.modify:/path`), signed RS256 by a
- * test issuer whose public keys the SE holds as a JWKS (what a real SE fetches from the issuer's
+ * with `storage.read:/path`, `storage.create:/path`, `storage.modify:/path`), signed RS256 or
+ * ES256 by a test issuer whose public keys the SE holds as a JWKS (what a real SE fetches from the issuer's
  * jwks_uri); the signature is checked with njs's WebCrypto (`crypto.subtle.verify`), which is
  * asynchronous, so the check runs as an `auth_request` subrequest (`js_content`) rather than a
  * `js_set` variable. njs 0.7.9 imports no JWK, so the script turns each JWK into SPKI DER itself.
  */
 import { createHmac, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
 
-export interface Jwk {
-  kty: 'RSA';
-  n: string;
-  e: string;
-  kid: string;
-  alg: 'RS256';
-  use: 'sig';
-}
+export type Jwk = { kid: string; use: 'sig' } & ({ kty: 'RSA'; alg: 'RS256'; n: string; e: string } | { kty: 'EC'; alg: 'ES256'; crv: 'P-256'; x: string; y: string });
 
 export interface SeKeys {
   macaroonSecret: string;
@@ -30,18 +23,25 @@ export interface SeKeys {
   jwks: { keys: Jwk[] };
 }
 
-/** A WLCG token issuer: an RSA key pair; `jwks` is what it publishes. */
+/** A WLCG token issuer: a key pair; `jwks` is what it publishes. */
 export interface TokenIssuer {
   privateKey: KeyObject;
   kid: string;
+  alg: 'RS256' | 'ES256';
   jwks: { keys: Jwk[] };
 }
 
 /** A new issuer; `kid` lets a test make a rogue issuer that claims another's key id. */
-export function createTokenIssuer(kid = randomBytes(6).toString('hex')): TokenIssuer {
+export function createTokenIssuer(opts: { kid?: string; alg?: 'RS256' | 'ES256' } = {}): TokenIssuer {
+  const kid = opts.kid ?? randomBytes(6).toString('hex');
+  if (opts.alg === 'ES256') {
+    const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const { x, y } = publicKey.export({ format: 'jwk' }) as { x: string; y: string };
+    return { privateKey, kid, alg: 'ES256', jwks: { keys: [{ kty: 'EC', crv: 'P-256', x, y, kid, alg: 'ES256', use: 'sig' }] } };
+  }
   const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
   const { n, e } = publicKey.export({ format: 'jwk' }) as { n: string; e: string };
-  return { privateKey, kid, jwks: { keys: [{ kty: 'RSA', n, e, kid, alg: 'RS256', use: 'sig' }] } };
+  return { privateKey, kid, alg: 'RS256', jwks: { keys: [{ kty: 'RSA', n, e, kid, alg: 'RS256', use: 'sig' }] } };
 }
 
 /**
@@ -109,21 +109,29 @@ function der(tag, content) {
   return Buffer.concat([Buffer.from([tag].concat(len)), content]);
 }
 function derInt(bytes) { return der(0x02, bytes[0] & 0x80 ? Buffer.concat([Buffer.from([0]), bytes]) : bytes); }
-// SubjectPublicKeyInfo of an RSA JWK: rsaEncryption OID, NULL, then the key as a BIT STRING.
+// SubjectPublicKeyInfo of a JWK. RSA: rsaEncryption OID, NULL, the key as a BIT STRING;
+// P-256: a fixed prefix (id-ecPublicKey, prime256v1) and the uncompressed point 04 || x || y.
 var RSA_ALGORITHM = Buffer.from('300d06092a864886f70d0101010500', 'hex');
+var P256_PREFIX = Buffer.from('3059301306072a8648ce3d020106082a8648ce3d03010703420004', 'hex');
 function spki(jwk) {
+  if (jwk.kty === 'EC') return Buffer.concat([P256_PREFIX, b64(jwk.x), b64(jwk.y)]);
   var rsaKey = der(0x30, Buffer.concat([derInt(b64(jwk.n)), derInt(b64(jwk.e))]));
   return der(0x30, Buffer.concat([RSA_ALGORITHM, der(0x03, Buffer.concat([Buffer.from([0]), rsaKey]))]));
 }
+// The algorithm is the key's, never the token's choice: no "none", no HS256 keyed with a public key.
+var ALGS = {
+  RS256: { kty: 'RSA', key: { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' }, verify: { name: 'RSASSA-PKCS1-v1_5' } },
+  ES256: { kty: 'EC', key: { name: 'ECDSA', namedCurve: 'P-256' }, verify: { name: 'ECDSA', hash: 'SHA-256' } },
+};
 async function jwt(q, token) {
   var p = token.split('.');
   var header = JSON.parse(b64(p[0]).toString());
-  // Only the issuer's algorithm: never "none", never HS256 keyed with a public key.
-  if (header.alg !== 'RS256') return '401';
-  var jwk = JWKS.keys.filter(function (k) { return k.kty === 'RSA' && (!header.kid || k.kid === header.kid); })[0];
+  var alg = Object.prototype.hasOwnProperty.call(ALGS, header.alg) ? ALGS[header.alg] : null;
+  if (!alg) return '401';
+  var jwk = JWKS.keys.filter(function (k) { return k.kty === alg.kty && k.alg === header.alg && (!header.kid || k.kid === header.kid); })[0];
   if (!jwk) return '401';
-  var key = await crypto.subtle.importKey('spki', spki(jwk), { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' }, false, ['verify']);
-  if (!(await crypto.subtle.verify({ name: 'RSASSA-PKCS1-v1_5' }, key, b64(p[2]), Buffer.from(p[0] + '.' + p[1])))) return '401';
+  var key = await crypto.subtle.importKey('spki', spki(jwk), alg.key, false, ['verify']);
+  if (!(await crypto.subtle.verify(alg.verify, key, b64(p[2]), Buffer.from(p[0] + '.' + p[1])))) return '401';
   var claims = JSON.parse(b64(p[1]).toString());
   if (!(claims.exp * 1000 > Date.now())) return '401';
   var want = reading(q.method) ? ['storage.read:'] : q.method === 'DELETE' ? ['storage.modify:'] : ['storage.create:', 'storage.modify:'];
@@ -164,11 +172,11 @@ export function mintMacaroon(secret: string, opts: { location?: string; identifi
   return Buffer.concat(packets).toString('base64url');
 }
 
-/** A WLCG-profile JWT, RS256, signed by `issuer`. */
+/** A WLCG-profile JWT signed by `issuer` (RS256, or ES256 with the signature as r || s, as JWS has it). */
 export function mintJwt(issuer: TokenIssuer, claims: { scope: string; lifetimeS: number; sub?: string }): string {
   const now = Math.floor(Date.now() / 1000);
   const enc = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
-  const head = enc({ alg: 'RS256', typ: 'JWT', kid: issuer.kid });
+  const head = enc({ alg: issuer.alg, typ: 'JWT', kid: issuer.kid });
   const body = enc({ wlcg: { ver: '1.0' }, iss: 'https://iam.test', sub: claims.sub ?? 'jane', aud: 'https://wlcg.cern.ch/jwt/v1/any', iat: now, nbf: now, exp: now + claims.lifetimeS, scope: claims.scope, jti: Math.random().toString(36).slice(2) });
-  return `${head}.${body}.${sign('sha256', Buffer.from(`${head}.${body}`), issuer.privateKey).toString('base64url')}`;
+  return `${head}.${body}.${sign('sha256', Buffer.from(`${head}.${body}`), { key: issuer.privateKey, dsaEncoding: 'ieee-p1363' }).toString('base64url')}`;
 }

@@ -2,9 +2,9 @@
  * ssl_allow_proxy_certs on;  (server context)
  *
  * Lets OpenSSL accept RFC 3820 proxy certificates as client certificates on this server, as grid
- * storage must: since OpenSSL 1.1.0 the verifier accepts them only when the application sets
- * X509_V_FLAG_ALLOW_PROXY_CERTS (the OPENSSL_ALLOW_PROXY_CERTS environment variable is gone), and
- * nginx has no directive for it. Everything else stays OpenSSL's and nginx's own: the chain is
+ * storage must: OpenSSL 3's verifier accepts them only when the application sets
+ * X509_V_FLAG_ALLOW_PROXY_CERTS (OpenSSL 1.0's OPENSSL_ALLOW_PROXY_CERTS environment variable is
+ * no longer read), and nginx has no directive for it. Everything else stays OpenSSL's and nginx's own: the chain is
  * verified against ssl_client_certificate, dates and signatures are checked, and OpenSSL enforces
  * the proxy rules (issuer is the end-entity certificate or a proxy, subject is the issuer's plus
  * one CN). $ssl_client_verify then says SUCCESS for a good proxy.

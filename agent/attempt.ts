@@ -158,7 +158,7 @@ export class TokenAttempt {
 
     this.enter('running');
     const cwl = cwlOf(token);
-    const { file, args } = cwl ? cwlCommand(ctx, cwl) : deps.node.wrapCommand(ctx, command);
+    const { file, args } = cwl ? cwlCommand(ctx, cwl, cwl.container === 'node' ? deps.node.cwlContainer(ctx) : null) : deps.node.wrapCommand(ctx, command);
     const res = await runStep({
       file,
       args,

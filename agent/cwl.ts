@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import * as z from 'zod';
 import { EXIT, type Token } from '../server/token.js';
-import { PhaseError, type PhaseContext } from './phases.js';
+import { PhaseError, type CwlContainer, type PhaseContext } from './phases.js';
 
 const CwlTokenSchema = z.object({
   workflow: z.string().min(1),
@@ -28,8 +28,8 @@ export function cwlOf(token: Token): CwlToken | null {
   return parsed.data;
 }
 
-/** Writes job.json and returns the runner's command line. */
-export function cwlCommand(ctx: PhaseContext, cwl: CwlToken): { file: string; args: string[] } {
+/** Writes job.json and returns the runner's command line; `container` is the node's (null: container none). */
+export function cwlCommand(ctx: PhaseContext, cwl: CwlToken, container: CwlContainer | null): { file: string; args: string[] } {
   const job: Record<string, unknown> = { ...cwl.job };
   if (cwl.inputs) {
     job[cwl.inputs] = fs
@@ -42,11 +42,11 @@ export function cwlCommand(ctx: PhaseContext, cwl: CwlToken): { file: string; ar
   // Intermediate files stay in the scratch directory, which the agent removes (not in /tmp).
   const tmp = path.join(ctx.scratchDir, 'cwl-tmp');
   fs.mkdirSync(tmp, { recursive: true });
-  const container = cwl.container === 'none' ? ['--no-container'] : ['--singularity', ...(ctx.token.image ? ['--default-container', ctx.token.image] : [])];
+  const engine = container ? [`--${container.engine}`, ...(container.image ? ['--default-container', container.image] : [])] : ['--no-container'];
   if (cwl.runner === 'toil-cwl-runner') {
-    return { file: 'toil-cwl-runner', args: ['--outdir', ctx.outputDir, '--jobStore', path.join(ctx.scratchDir, 'jobstore'), '--workDir', tmp, ...container, cwl.workflow, jobFile] };
+    return { file: 'toil-cwl-runner', args: ['--outdir', ctx.outputDir, '--jobStore', path.join(ctx.scratchDir, 'jobstore'), '--workDir', tmp, ...engine, cwl.workflow, jobFile] };
   }
-  return { file: 'cwltool', args: ['--outdir', ctx.outputDir, '--tmpdir-prefix', `${tmp}/`, '--tmp-outdir-prefix', `${tmp}/`, ...container, cwl.workflow, jobFile] };
+  return { file: 'cwltool', args: ['--outdir', ctx.outputDir, '--tmpdir-prefix', `${tmp}/`, '--tmp-outdir-prefix', `${tmp}/`, ...engine, cwl.workflow, jobFile] };
 }
 
 export interface CwlFileRecord {

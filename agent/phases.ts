@@ -55,6 +55,12 @@ export class NodeFault extends PhaseError {
   }
 }
 
+export interface CwlContainer {
+  engine: 'singularity' | 'podman';
+  /** cwltool's --default-container: the image path (singularity) or local image name (podman) */
+  image: string | null;
+}
+
 export interface WorkerNode {
   /** Checked before each claim; throws a TokenpoolError when this node cannot run work (proxy, CVMFS). */
   preflight(): Promise<void>;
@@ -62,6 +68,8 @@ export interface WorkerNode {
   stageIn(ctx: PhaseContext): Promise<void>;
   /** The program and arguments that run `command` (a shell command line) under the software runtime. */
   wrapCommand(ctx: PhaseContext, command: string): { file: string; args: string[] };
+  /** For a CWL step with `container: node`: the engine cwltool uses and the image it names (resolved at stage-in). */
+  cwlContainer(ctx: PhaseContext): CwlContainer;
   /** Packs and uploads ctx.outputDir; returns what to record in the token's `output`. */
   stageOut(ctx: PhaseContext): Promise<OutputFile[]>;
   /** Facts to record on the token for provenance (image path and identity, runtime). */

@@ -45,7 +45,7 @@ const GROUP = 'Worker node:';
 export function workerNodeOptions<T>(y: Argv<T>): Argv<T & WorkerNodeArgs> {
   return y
     .option('image', { type: 'string', group: GROUP, describe: 'Software image (.sif or unpacked directory, usually on /cvmfs) for tokens that name none' })
-    .option('runtime', { choices: RUNTIMES, default: 'auto' as RuntimeChoice, group: GROUP, describe: 'How to run the step in the image: auto picks apptainer, singularity, then bwrap (directories); none runs natively' })
+    .option('runtime', { choices: RUNTIMES, default: 'auto' as RuntimeChoice, group: GROUP, describe: 'How to run the step in the image: auto picks apptainer, singularity, then bwrap (directories); none runs natively; podman runs CWL steps (cwltool --podman)' })
     .option('cvmfs-root', { type: 'string', group: GROUP, describe: 'Where /cvmfs is mounted on this node (image paths starting /cvmfs/ are looked up under it)' })
     .option('cvmfs-timeout', { type: 'string', default: '30s', group: GROUP, describe: 'Give up looking at CVMFS after this long (autofs can hang)' })
     .option('init-script', { type: 'string', group: GROUP, describe: 'With --runtime none: a script in the image directory to source before the step (e.g. init.sh)' })

@@ -1,7 +1,8 @@
 /**
  * How the step's command line runs under the software image: apptainer/singularity `exec`
  * (a .sif or an unpacked tree), bubblewrap (an unpacked root file system), or natively (optionally
- * after sourcing an init script that lives in the image directory).
+ * after sourcing an init script that lives in the image directory). podman runs CWL steps only
+ * (cwltool --podman, agent/cwl.ts).
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -9,7 +10,7 @@ import { EXIT } from '../../server/token.js';
 import { NodeFault } from '../phases.js';
 import { findExecutable } from './which.js';
 
-export const RUNTIMES = ['auto', 'apptainer', 'singularity', 'bwrap', 'none'] as const;
+export const RUNTIMES = ['auto', 'apptainer', 'singularity', 'podman', 'bwrap', 'none'] as const;
 export type RuntimeChoice = (typeof RUNTIMES)[number];
 export type Runtime = Exclude<RuntimeChoice, 'auto'>;
 
@@ -32,10 +33,30 @@ export function chooseRuntime(choice: RuntimeChoice, image: RunImage | null): Ru
     );
   }
   if (choice !== 'none' && !findExecutable(choice)) throw unavailable(`--runtime ${choice}, but ${choice} is not on PATH`);
-  if ((choice === 'bwrap' || choice === 'none') && image.kind !== 'dir') {
+  if ((choice === 'bwrap' || choice === 'none' || choice === 'podman') && image.kind !== 'dir') {
     throw unavailable(`--runtime ${choice} needs an unpacked image directory; ${image.path} is a file`);
   }
   return choice;
+}
+
+/**
+ * The container engine cwltool hands a CWL step's tools to (`container: node`): the node's runtime
+ * when it is one cwltool knows, with auto apptainer or singularity, else podman.
+ */
+export function cwlRuntime(choice: RuntimeChoice, image: RunImage | null): 'apptainer' | 'singularity' | 'podman' {
+  const unavailable = (detail: string) => new NodeFault('no runtime for the CWL step', EXIT.imageNotFound, detail);
+  const engines = ['apptainer', 'singularity', 'podman'] as const;
+  const runtime = choice === 'auto' ? engines.find((r) => findExecutable(r)) : engines.find((r) => r === choice);
+  if (!runtime) {
+    throw unavailable(
+      choice === 'auto'
+        ? 'a CWL step with container: node needs apptainer, singularity or podman on PATH'
+        : `cwltool cannot run containers with --runtime ${choice}; use --runtime apptainer, singularity or podman (or container: none in the definition)`,
+    );
+  }
+  if (!findExecutable(runtime)) throw unavailable(`--runtime ${runtime}, but ${runtime} is not on PATH`);
+  if (runtime === 'podman' && image && image.kind !== 'dir') throw unavailable(`podman runs an unpacked image directory (imported as a local image); ${image.path} is a file`);
+  return runtime;
 }
 
 export interface WrapOptions {
@@ -56,6 +77,8 @@ export function wrapCommand(runtime: Runtime, image: RunImage | null, command: s
     }
     case 'bwrap':
       return { file: findExecutable('bwrap') ?? 'bwrap', args: [...bwrapArgs(image!.path, opts), ...sh] };
+    case 'podman':
+      throw new NodeFault('no runtime for a command step', EXIT.imageNotFound, '--runtime podman runs CWL steps (cwltool --podman); a command step needs apptainer, singularity or bwrap');
     case 'none': {
       if (!image || !opts.initScript) return { file: '/bin/sh', args: ['-c', command] };
       const init = path.resolve(image.path, opts.initScript);

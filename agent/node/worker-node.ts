@@ -5,13 +5,14 @@
 import type { Logger } from '../../server/log.js';
 import { TokenpoolError } from '../../server/errors.js';
 import { EXIT, inputFilesOf, type OutputFile, type Token } from '../../server/token.js';
-import { NodeFault, PhaseError, type PhaseContext, type WorkerNode } from '../phases.js';
+import { NodeFault, PhaseError, type CwlContainer, type PhaseContext, type WorkerNode } from '../phases.js';
+import { cwlOf } from '../cwl.js';
 import type { CachedImage } from './image-cache.js';
 import { locateImage, type Image } from './image.js';
 import { StorageCredentials } from './credentials/index.js';
 import { checkProxy, ProxyError, proxyPath, type ProxyInfo } from './proxy.js';
 import { templateProblems } from './results-location.js';
-import { chooseRuntime, wrapCommand, type Runtime, type RuntimeChoice } from './runtime.js';
+import { chooseRuntime, cwlRuntime, wrapCommand, type Runtime, type RuntimeChoice } from './runtime.js';
 import { stageIn } from './stage-in.js';
 import { stageOut } from './stage-out.js';
 import { GRID_SCHEMES, schemeOf, Transfers, type TransferTool } from './transfer/index.js';
@@ -57,6 +58,8 @@ interface Software {
   image: Image | null;
   cached: CachedImage | null;
   runtime: Runtime;
+  /** with podman: the image's local name (podman.ts) */
+  podmanImage?: string;
 }
 
 export class GridWorkerNode implements WorkerNode {
@@ -126,7 +129,12 @@ export class GridWorkerNode implements WorkerNode {
     for (const input of inputFilesOf(t)) {
       if (input.auth && input.auth !== 'proxy') await this.credentials.prepare(input.url, { required: [input.auth], signal: ctx.signal, log: ctx.log });
     }
-    const software = t.image && t.image !== this.config.image ? await this.resolveSoftware(t.image) : await this.defaultSoftware();
+    const software =
+      cwlOf(t)?.container === 'node'
+        ? await this.cwlSoftware(t.image ?? this.config.image)
+        : t.image && t.image !== this.config.image
+          ? await this.resolveSoftware(t.image)
+          : await this.defaultSoftware();
     this.remember(ctx.scratchDir, software);
     if (software.image) ctx.env.TOKENPOOL_IMAGE = software.cached?.path ?? software.image.path;
     await stageIn(ctx, { transfers: this.transfers, parallel: this.config.parallelTransfers });
@@ -143,6 +151,13 @@ export class GridWorkerNode implements WorkerNode {
       binds: this.config.binds,
       initScript: this.config.initScript,
     });
+  }
+
+  cwlContainer(ctx: PhaseContext): CwlContainer {
+    const software = this.tokenSoftware.get(ctx.scratchDir);
+    if (!software) throw new PhaseError('no runtime for the CWL step', EXIT.imageNotFound, true, 'the container engine was not chosen before the step (stage-in did not run)');
+    if (software.runtime === 'podman') return { engine: 'podman', image: software.podmanImage ?? null };
+    return { engine: 'singularity', image: software.image ? (software.cached?.path ?? software.image.path) : null };
   }
 
   async stageOut(ctx: PhaseContext): Promise<OutputFile[]> {
@@ -172,6 +187,7 @@ export class GridWorkerNode implements WorkerNode {
         mtime: new Date(image.mtimeMs).toISOString(),
         ...(cached?.meta.adler32 ? { adler32: cached.meta.adler32 } : {}),
         ...(cached ? { cache: { path: cached.path, how: cached.how } } : {}),
+        ...(used.podmanImage ? { podman: used.podmanImage } : {}),
       };
     }
     const facts: Record<string, unknown> = { software };
@@ -187,9 +203,23 @@ export class GridWorkerNode implements WorkerNode {
     return { image: null, cached: null, runtime: chooseRuntime(this.config.runtime, null) };
   }
 
-  private async resolveSoftware(requested: string): Promise<Software> {
+  /** A CWL step in a container: cwltool's engine from the node's runtime; podman gets the image imported. */
+  private async cwlSoftware(requested: string | undefined): Promise<Software> {
+    if (!requested) {
+      const runtime = cwlRuntime(this.config.runtime, null);
+      if (runtime === 'podman') (await import('./podman.js')).checkRootlessPodman();
+      return { image: null, cached: null, runtime };
+    }
+    const software = await this.resolveSoftware(requested, 'cwl');
+    if (software.runtime !== 'podman') return software;
+    const podman = await import('./podman.js');
+    podman.checkRootlessPodman();
+    return { ...software, podmanImage: await podman.podmanImage(software.cached?.path ?? software.image!.path, this.log) };
+  }
+
+  private async resolveSoftware(requested: string, use: 'command' | 'cwl' = 'command'): Promise<Software> {
     const image = await locateImage(requested, { cvmfsRoot: this.config.cvmfsRoot, timeoutS: this.config.cvmfsTimeoutS });
-    const runtime = chooseRuntime(this.config.runtime, image);
+    const runtime = use === 'cwl' ? cwlRuntime(this.config.runtime, image) : chooseRuntime(this.config.runtime, image);
     // The cache (locks, checksums) loads only on nodes that use one.
     const cached = this.config.imageCache ? await (await import('./image-cache.js')).cachedImage(image, this.config.imageCache, this.config.imageCacheBytes, this.log) : null;
     this.log.debug({ image: image.path, runtime, cache: cached?.how }, 'software image ready');

@@ -45,7 +45,7 @@ const CwlSchema = z
     runner: z.enum(['cwltool', 'toil-cwl-runner']).default('cwltool'),
     /** the CWL input that receives the staged inputs (an array of File/Directory) */
     inputs: z.string().min(1).optional(),
-    /** none: --no-container (tools run on the node as they are); node: the step's image through the runner's singularity support */
+    /** none: --no-container (tools run on the node as they are); node: the step's image through the node's runtime (cwltool --singularity or --podman) */
     container: z.enum(['none', 'node']).default('none'),
     /** further job-order values; "{{param}}" gives a parameter's typed value */
     job: z.record(z.string(), z.unknown()).default({}),

@@ -51,6 +51,10 @@ export const REQUIREMENTS: Requirement[] = [
   { what: 'curl', pkg: 'curl', present: onPath('curl') },
   { what: 'python3', pkg: 'python3', present: onPath('python3') },
   { what: 'cwltool', pkg: 'cwltool', present: onPath('cwltool') },
+  { what: 'podman (CWL steps in a container)', pkg: 'podman', present: onPath('podman') },
+  // podman's default OCI runtime, crun, refuses hosts whose cgroup v2 part has controllers next to v1 ("hybrid mode")
+  { what: 'runc', pkg: 'runc', present: onPath('runc') },
+  { what: 'newuidmap (rootless podman)', pkg: 'uidmap', present: onPath('newuidmap') },
   { what: 'xz', pkg: 'xz-utils', present: onPath('xz'), forCouchDbKit: true },
   ...['libicu72', 'libssl3', 'libsystemd0', 'libtinfo6', 'zlib1g', 'libstdc++6'].map(couchDbLibrary),
 ];

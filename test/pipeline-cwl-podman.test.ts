@@ -17,6 +17,7 @@ import * as tar from 'tar';
 import { startTestServer, type TestServer } from './helpers/server.js';
 import { allTokens, freshPool, startAgent, tempDir, waitFor, type TestPool } from './helpers/agent.js';
 import { CLI, runCli } from './helpers/cli.js';
+import { RUN_MARK } from './setup/leftovers.js';
 
 const USER = 'tokenpool-cwl';
 const MARKER = '/etc/tokenpool-image-marker';
@@ -45,6 +46,8 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   agent?.kill('SIGKILL');
+  // Rootless podman keeps a pause process per account; migrate ends it.
+  if (account) asAccount('podman', ['system', 'migrate']);
   await server?.stop();
   fs.rmSync(dir, { recursive: true, force: true });
 });
@@ -69,10 +72,10 @@ function passwdEntry(name: string): Account | undefined {
   return fields && { uid: Number(fields[2]), gid: Number(fields[3]), home: fields[5]! };
 }
 
-/** The environment of a login of the agent's account; CONTAINERS_CONF for this host's podman. */
+/** The environment of a login of the agent's account; CONTAINERS_CONF for this host's podman; the run's mark (leftovers.ts). */
 function accountEnv(): NodeJS.ProcessEnv {
   const name = process.getuid!() === 0 ? USER : os.userInfo().username;
-  return { PATH: process.env.PATH, HOME: account.home, USER: name, LOGNAME: name, CONTAINERS_CONF: path.join(dir, 'containers.conf'), TOKENPOOL_LOG_JSON: '1' };
+  return { PATH: process.env.PATH, HOME: account.home, USER: name, LOGNAME: name, CONTAINERS_CONF: path.join(dir, 'containers.conf'), TOKENPOOL_LOG_JSON: '1', [RUN_MARK]: process.env[RUN_MARK] };
 }
 
 function asAccount(file: string, args: string[]) {

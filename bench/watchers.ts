@@ -3,6 +3,8 @@
  * agent` processes running a no-op step) with no watcher, with 20 concurrent `tokenpool status --watch`
  * processes, and with none again; the ratio compares the watched window with the mean of the two
  * unwatched ones, measured side by side in one run (issue #15: target ≥ 0.8 on the embedded server).
+ * The embedded server serves the status report itself; on CouchDB the watchers are measured twice:
+ * querying CouchDB each, and reading one `tokenpool dashboard` process (`status --dashboard`).
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -24,10 +26,21 @@ export interface WatcherSettings {
 
 export const WATCHER_DEFAULTS: WatcherSettings = { watchers: 20, agents: 2, slots: 4, windowS: 20 };
 
-function start(args: string[], onLine?: () => void): ChildProcess {
+function start(args: string[], onOutput?: (text: string) => void): ChildProcess {
   const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'ignore'] });
-  child.stdout!.on('data', () => onLine?.());
+  child.stdout!.on('data', (c: Buffer) => onOutput?.(c.toString()));
   return child;
+}
+
+/** How the watchers read the pool: as they find it (the embedded server serves the report), or through one dashboard process. */
+type Via = 'direct' | 'dashboard';
+
+/** A `tokenpool dashboard` process for the pool; resolves with the address status --dashboard takes. */
+async function startDashboard(auth: string[], children: ChildProcess[]): Promise<string> {
+  let out = '';
+  children.push(start(['dashboard', ...auth, '--port', '0', '--json'], (t) => (out += t)));
+  for (let i = 0; i < 300 && !/\n}\s*$/.test(out); i++) await sleep(100);
+  return new URL((JSON.parse(out) as { url: string }).url).origin;
 }
 
 async function stopAll(children: ChildProcess[]): Promise<void> {
@@ -47,7 +60,7 @@ async function stopAll(children: ChildProcess[]): Promise<void> {
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Tokens done per second over one window, with `watchers` status processes following the pool. */
-async function window(b: Backend, s: WatcherSettings, watchers: number, workdir: string) {
+async function window(b: Backend, s: WatcherSettings, watchers: number, workdir: string, via: Via = 'direct') {
   const dbUrl = await b.freshDb('watch');
   const pool = b.pool(dbUrl);
   const children: ChildProcess[] = [];
@@ -57,8 +70,9 @@ async function window(b: Backend, s: WatcherSettings, watchers: number, workdir:
     const tokens = Array.from({ length: 6000 }, (_, i) => newToken({ obsid: 'L400000', step: 'noop', subbands: [i], command: 'true' }));
     for (let i = 0; i < tokens.length; i += 1000) await pool.db.bulk({ docs: tokens.slice(i, i + 1000) });
     const auth = ['--db', dbUrl, '--credentials', b.credentialsFile];
+    const through = watchers > 0 && via === 'dashboard' ? ['--dashboard', await startDashboard(auth, children)] : [];
     let drawn = 0;
-    for (let i = 0; i < watchers; i++) children.push(start(['status', '--watch', '--json', ...auth], () => drawn++));
+    for (let i = 0; i < watchers; i++) children.push(start(['status', '--watch', '--json', ...auth, ...through], () => drawn++));
     // Watchers start before the window: their start-up (node, the CLI) is not what is measured.
     while (drawn < watchers) await sleep(200);
     for (let i = 0; i < s.agents; i++) {
@@ -74,7 +88,7 @@ async function window(b: Backend, s: WatcherSettings, watchers: number, workdir:
     await sleep(s.windowS * 1000);
     const d1 = await done();
     const seconds = (performance.now() - t0) / 1000;
-    return { watchers, tokens_done: d1 - d0, tokens_per_s: Math.round(((d1 - d0) / seconds) * 10) / 10, load_average_1min: Math.round(os.loadavg()[0]! * 10) / 10 };
+    return { watchers, ...(watchers > 0 && { via: via === 'dashboard' ? 'one tokenpool dashboard process (status --dashboard)' : b.embedded ? 'the report tokenpool server serves' : 'each watcher querying CouchDB' }), tokens_done: d1 - d0, tokens_per_s: Math.round(((d1 - d0) / seconds) * 10) / 10, load_average_1min: Math.round(os.loadavg()[0]! * 10) / 10 };
   } finally {
     await stopAll(children);
     await b.dropDb(dbUrl);
@@ -87,12 +101,15 @@ export async function watchersOn(b: Backend, s: WatcherSettings = WATCHER_DEFAUL
     process.stderr.write(`bench:status: agents with 0, ${s.watchers}, 0 status watchers …\n`);
     const before = await window(b, s, 0, workdir);
     const watched = await window(b, s, s.watchers, workdir);
+    const viaDashboard = b.embedded ? null : await window(b, s, s.watchers, workdir, 'dashboard');
     const after = await window(b, s, 0, workdir);
     const unwatched = (before.tokens_per_s + after.tokens_per_s) / 2;
+    const ratio = (w: { tokens_per_s: number }) => (unwatched > 0 ? Math.round((w.tokens_per_s / unwatched) * 100) / 100 : null);
     return {
       settings: { ...s, step: 'true (no-op)', watcher: 'tokenpool status --watch --json' },
-      windows: [before, watched, after],
-      ratio_watched_to_unwatched: unwatched > 0 ? Math.round((watched.tokens_per_s / unwatched) * 100) / 100 : null,
+      windows: [before, watched, ...(viaDashboard ? [viaDashboard] : []), after],
+      ratio_watched_to_unwatched: ratio(watched),
+      ...(viaDashboard && { ratio_watched_via_dashboard_to_unwatched: ratio(viaDashboard) }),
     };
   } finally {
     fs.rmSync(workdir, { recursive: true, force: true });

@@ -159,7 +159,7 @@ test('a failed subband blocks only what needs it; min_fraction lets the fan-in g
 
   const status = await cli(tp, ['pipeline', 'status', run]);
   assert.match(status.stdout, /^b\s+subband\s+a\s+8\s+0\s+1\s+0\s+0\s+7\s+0\s+87%$/m);
-  assert.match(status.stdout, /_a_SB001: exit code 3 once; feeds 2 tokens/);
+  assert.match(status.stdout, /_a_SB001: exit code 3 once; feeds 2 tokens of b, all$/m);
 
   fs.rmSync(path.join(work, 'fail-a-1'));
   const reset = await cli(tp, ['tokens', 'reset', byId(all, '_a_SB001')._id]);

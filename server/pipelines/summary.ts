@@ -13,6 +13,8 @@ export interface Failure {
   reason: string | null;
   /** dependents it keeps from running */
   blocks: number;
+  /** the steps those dependents are of (the steps that need this one) */
+  blocks_steps: string[];
 }
 
 export interface RunSummary {
@@ -51,7 +53,8 @@ export async function summariseRun(reader: PoolReader, run: RunDoc): Promise<Run
     const rows = await reader.view<unknown, unknown>(DESIGN, 'pipeline_steps', { key: [run.run, s.step, 'error'], reduce: false, include_docs: true, limit: FAILURES_SHOWN - failures.length });
     for (const row of rows) {
       const t = row.doc as unknown as Token;
-      failures.push({ token: t._id, step: s.step, reason: t.reason, blocks: t.pipeline?.feeds.length ?? 0 });
+      const blocks = t.pipeline?.feeds.length ?? 0;
+      failures.push({ token: t._id, step: s.step, reason: t.reason, blocks, blocks_steps: blocks ? dependentSteps(run, s.step) : [] });
     }
   }
   return {
@@ -67,6 +70,10 @@ export async function summariseRun(reader: PoolReader, run: RunDoc): Promise<Run
     steps,
     failures,
   };
+}
+
+function dependentSteps(run: RunDoc, step: string): string[] {
+  return run.steps.filter((d) => d.needs.some((n) => n.step === step)).map((d) => d.name);
 }
 
 /** The text form: a header and the steps as a table (the caller's table()). */
@@ -96,7 +103,7 @@ export function renderRun(s: RunSummary, table: (rows: (string | number)[][]) =>
   ];
   if (s.failures.length) {
     lines.push('', 'failed (blocking what needs them):');
-    for (const f of s.failures) lines.push(`  ${f.token}: ${f.reason ?? 'error'}${f.blocks ? `; feeds ${f.blocks} token${f.blocks > 1 ? 's' : ''}` : ''}`);
+    for (const f of s.failures) lines.push(`  ${f.token}: ${f.reason ?? 'error'}${f.blocks ? `; feeds ${f.blocks} token${f.blocks > 1 ? 's' : ''} of ${f.blocks_steps.join(', ')}` : ''}`);
   }
   return lines.join('\n');
 }

@@ -10,6 +10,7 @@ import { startEmbeddedServer, type EmbeddedServer } from '../server/embedded/ind
 import { createLogger } from '../server/log.js';
 import { basicAuth, openPool, type Pool } from '../server/client.js';
 import { dashboardRoutes } from '../server/dashboard/index.js';
+import { SharedAnswers } from '../server/dashboard/shared.js';
 import { openServedStatus } from '../server/status/served.js';
 import { statusReport } from '../server/status/report.js';
 import { readerFromPool, RefusedError } from '../server/status/reader.js';
@@ -72,4 +73,20 @@ test('status --watch against tokenpool server follows its event stream and print
   } finally {
     assert.equal(await watcher.stop(), 0, watcher.stderr());
   }
+});
+
+test('shared answers: asked together, computed once; after the pool changed, computed again; a failure is not kept', async () => {
+  const shared = new SharedAnswers<number>(60_000);
+  let computed = 0;
+  const compute = async () => {
+    await new Promise((r) => setTimeout(r, 20));
+    return ++computed;
+  };
+  assert.deepEqual(await Promise.all([shared.get('pool', 'q', compute), shared.get('pool', 'q', compute)]), [1, 1]);
+  assert.equal(await shared.get('pool', 'q', compute), 1, 'still fresh');
+  assert.equal(await shared.get('other pool', 'q', compute), 2, 'pools do not share');
+  shared.forget('pool');
+  assert.equal(await shared.get('pool', 'q', compute), 3, 'a change ends the sharing');
+  await assert.rejects(shared.get('pool', 'failing', () => Promise.reject(new Error('view gone'))));
+  assert.equal(await shared.get('pool', 'failing', compute), 4);
 });

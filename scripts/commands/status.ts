@@ -50,7 +50,7 @@ export const statusCommand: CommandModule<object, StatusArgs> = {
   handler: async (args) => {
     const filter = checkFilter({ obsid: args.obsid, step: args.step });
     const pool = poolFromArgs(args);
-    const source = await statusSource(pool, filter, args.dashboard, args.watch ? PILOTS_FRESH_MS : 0);
+    const source = await statusSource(pool, filter, args.dashboard, args.watch);
     const show = async () => {
       const report = await source.report();
       if (args.json) printJson(report);
@@ -62,14 +62,16 @@ export const statusCommand: CommandModule<object, StatusArgs> = {
 };
 
 /**
- * The served report when the database's server serves one (the embedded server) or --dashboard names
- * where it is served, else the views queried from here. Pilots are always counted here: their state
- * comes from this machine's batch system.
+ * The served report when --dashboard names where it is served, or when watching a server that serves
+ * one (the embedded server); else the views queried from here. A single `status` without --dashboard
+ * queries the views, so that it shows a write made just before, not a report shared up to a second
+ * old. Pilots are always counted here: their state comes from this machine's batch system.
  */
-async function statusSource(pool: Pool, filter: StatusFilter, dashboard: string | undefined, pilotsFreshMs: number): Promise<StatusSource> {
-  const pilots = cached(() => pilotCountsFor(pool), pilotsFreshMs);
+async function statusSource(pool: Pool, filter: StatusFilter, dashboard: string | undefined, watch: boolean): Promise<StatusSource> {
+  const pilots = cached(() => pilotCountsFor(pool), watch ? PILOTS_FRESH_MS : 0);
   // A dashboard elsewhere reads the pool with its own account: ours is not sent to it.
-  const served = await openServedStatus({ base: dashboard ?? pool.serverUrl, db: pool.dbName, authorization: dashboard ? null : pool.authorization, quietMs: pool.quietMs }, filter);
+  const at = { base: dashboard ?? pool.serverUrl, db: pool.dbName, authorization: dashboard ? null : pool.authorization, quietMs: pool.quietMs };
+  const served = dashboard || watch ? await openServedStatus(at, filter) : null;
   if (served) return { report: async () => ({ ...(await served.report()), pilots: await pilots() }), follow: (f) => served.follow(f) };
   if (dashboard) throw new InputError(`--dashboard ${dashboard} serves no status of ${pool.dbName}`, 'Give the address `tokenpool dashboard --db …` prints, without a path, e.g. http://127.0.0.1:8080.');
   const reader = readerFromPool(pool);

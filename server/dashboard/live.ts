@@ -16,6 +16,12 @@ interface Channel {
 
 export class LiveChannels {
   private readonly channels = new Map<string, Channel>();
+  private readonly changeListeners: ((key: string) => void)[] = [];
+
+  /** Called with the channel's key when its pool changed, just before the pages are told. */
+  onPoolChange(listener: (key: string) => void): void {
+    this.changeListeners.push(listener);
+  }
 
   /** Keeps `res` open as an SSE stream until the page goes away. */
   subscribe(key: string, reader: PoolReader, res: http.ServerResponse): void {
@@ -28,7 +34,10 @@ export class LiveChannels {
       void watchChanges(reader, {
         signal: controller.signal,
         throttleMs: 1000,
-        onChange: () => this.broadcast(created, 'change', { time: Date.now() }),
+        onChange: () => {
+          for (const listener of this.changeListeners) listener(key);
+          this.broadcast(created, 'change', { time: Date.now() });
+        },
         onError: () => this.broadcast(created, 'feed-error', { time: Date.now() }),
       });
     }

@@ -17,10 +17,10 @@ import type { LiveChannels } from './live.js';
 import { SharedAnswers } from './shared.js';
 import type { DashboardSummary } from './types.js';
 
-/** Within a second of each other, pages (and status watchers) that ask the same summary share one answer (the live stream's pace). */
+/** Within a second of each other, pages and status watchers that ask the same summary share one answer (the live stream's pace). */
 const SUMMARY_FRESH_MS = 1000;
 
-/** Answers shared by everyone asking within SUMMARY_FRESH_MS: the page's summary, and `tokenpool status`'s report as sent. */
+/** Answers shared until the pool changes or SUMMARY_FRESH_MS pass: the page's summary, and `tokenpool status`'s report as sent. */
 interface Shared {
   summaries: SharedAnswers<DashboardSummary>;
   reports: SharedAnswers<string>;
@@ -50,6 +50,10 @@ const MAX_HOURS = 24 * 14;
 
 export function dashboardHandler(source: DashboardSource, live: LiveChannels, prefix = DASHBOARD_PREFIX) {
   const shared: Shared = { summaries: new SharedAnswers(SUMMARY_FRESH_MS), reports: new SharedAnswers(SUMMARY_FRESH_MS) };
+  live.onPoolChange((key) => {
+    shared.summaries.forget(key);
+    shared.reports.forget(key);
+  });
   return async (req: http.IncomingMessage, res: http.ServerResponse): Promise<boolean> => {
     const url = new URL(req.url ?? '/', 'http://dashboard');
     if (url.pathname !== prefix && !url.pathname.startsWith(`${prefix}/`)) return false;
@@ -109,15 +113,13 @@ async function route(
       onlyParams(q, 'summary', [...FILTER_PARAMS, 'hours']);
       const filter = filterOf(q);
       const hours = numberParam(q, 'hours', 6, 1, MAX_HOURS, true);
-      const key = JSON.stringify([resolved.key, filter, hours]);
-      return sendJsonBody(res, await shared.summaries.get(key, () => dashboardSummary(reader, filter, hours * 3600)));
+      return sendJsonBody(res, await shared.summaries.get(resolved.key, JSON.stringify([filter, hours]), () => dashboardSummary(reader, filter, hours * 3600)));
     }
     case 'status': {
       // `tokenpool status --watch` reads this instead of querying the views itself: twenty watchers cost one report a second.
       onlyParams(q, 'status', ['obsid', 'step']);
       const { obsid, step } = filterOf(q);
-      const key = JSON.stringify([resolved.key, obsid, step]);
-      const text = await shared.reports.get(key, async () => redactText(JSON.stringify(await statusReport(reader, { obsid, step }))));
+      const text = await shared.reports.get(resolved.key, JSON.stringify([obsid, step]), async () => redactText(JSON.stringify(await statusReport(reader, { obsid, step }))));
       return send(res, 200, 'application/json', text, { 'cache-control': 'no-store' });
     }
     case 'tokens': {

@@ -22,9 +22,11 @@ export interface WatcherSettings {
   agents: number;
   slots: number;
   windowS: number;
+  /** watched windows, each followed by an unwatched one */
+  rounds: number;
 }
 
-export const WATCHER_DEFAULTS: WatcherSettings = { watchers: 20, agents: 2, slots: 4, windowS: 20 };
+export const WATCHER_DEFAULTS: WatcherSettings = { watchers: 20, agents: 2, slots: 4, windowS: 20, rounds: 2 };
 
 function start(args: string[], onOutput?: (text: string) => void): ChildProcess {
   const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'ignore'] });
@@ -57,6 +59,21 @@ async function stopAll(children: ChildProcess[]): Promise<void> {
   );
 }
 
+/** CPU seconds (user + system) the processes used so far, from /proc (Linux). */
+function cpuSeconds(children: ChildProcess[]): number {
+  const tick = 100; // USER_HZ: the unit of utime and stime in /proc/<pid>/stat on Linux
+  let total = 0;
+  for (const c of children) {
+    try {
+      const fields = fs.readFileSync(`/proc/${c.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      total += (Number(fields[11]) + Number(fields[12])) / tick;
+    } catch {
+      // the process has ended: it adds nothing more
+    }
+  }
+  return total;
+}
+
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Tokens done per second over one window, with `watchers` status processes following the pool. */
@@ -83,12 +100,15 @@ async function window(b: Backend, s: WatcherSettings, watchers: number, workdir:
       .reduce((n, r) => n + r.value, 0);
     // The agents' own start-up is left out as well: the window opens with their first results.
     while ((await done()) === 0) await sleep(500);
+    const monitors = children.slice(0, children.length - s.agents);
     const d0 = await done();
+    const c0 = cpuSeconds(monitors);
     const t0 = performance.now();
     await sleep(s.windowS * 1000);
     const d1 = await done();
+    const monitorCpu = cpuSeconds(monitors) - c0;
     const seconds = (performance.now() - t0) / 1000;
-    return { watchers, ...(watchers > 0 && { via: via === 'dashboard' ? 'one tokenpool dashboard process (status --dashboard)' : b.embedded ? 'the report tokenpool server serves' : 'each watcher querying CouchDB' }), tokens_done: d1 - d0, tokens_per_s: Math.round(((d1 - d0) / seconds) * 10) / 10, load_average_1min: Math.round(os.loadavg()[0]! * 10) / 10 };
+    return { watchers, ...(watchers > 0 && { via: via === 'dashboard' ? 'one tokenpool dashboard process (status --dashboard)' : b.embedded ? 'the report tokenpool server serves' : 'each watcher querying CouchDB' }), tokens_done: d1 - d0, tokens_per_s: Math.round(((d1 - d0) / seconds) * 10) / 10, ...(watchers > 0 && { watchers_cpu_s: Math.round(monitorCpu * 100) / 100 }), load_average_1min: Math.round(os.loadavg()[0]! * 10) / 10 };
   } finally {
     await stopAll(children);
     await b.dropDb(dbUrl);
@@ -98,18 +118,23 @@ async function window(b: Backend, s: WatcherSettings, watchers: number, workdir:
 export async function watchersOn(b: Backend, s: WatcherSettings = WATCHER_DEFAULTS) {
   const workdir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-watch-'));
   try {
-    process.stderr.write(`bench:status: agents with 0, ${s.watchers}, 0 status watchers …\n`);
-    const before = await window(b, s, 0, workdir);
-    const watched = await window(b, s, s.watchers, workdir);
-    const viaDashboard = b.embedded ? null : await window(b, s, s.watchers, workdir, 'dashboard');
-    const after = await window(b, s, 0, workdir);
-    const unwatched = (before.tokens_per_s + after.tokens_per_s) / 2;
-    const ratio = (w: { tokens_per_s: number }) => (unwatched > 0 ? Math.round((w.tokens_per_s / unwatched) * 100) / 100 : null);
+    // Watched and unwatched windows alternate, so that a drift in the machine's load falls on both.
+    process.stderr.write(`bench:status: agents with 0 and ${s.watchers} status watchers, alternating, ${s.rounds} rounds …\n`);
+    const unwatched = [await window(b, s, 0, workdir)];
+    const watched = [];
+    const viaDashboard = [];
+    for (let r = 0; r < s.rounds; r++) {
+      watched.push(await window(b, s, s.watchers, workdir));
+      if (!b.embedded) viaDashboard.push(await window(b, s, s.watchers, workdir, 'dashboard'));
+      unwatched.push(await window(b, s, 0, workdir));
+    }
+    const mean = (ws: { tokens_per_s: number }[]) => ws.reduce((n, w) => n + w.tokens_per_s, 0) / ws.length;
+    const ratio = (ws: { tokens_per_s: number }[]) => (mean(unwatched) > 0 ? Math.round((mean(ws) / mean(unwatched)) * 100) / 100 : null);
     return {
       settings: { ...s, step: 'true (no-op)', watcher: 'tokenpool status --watch --json' },
-      windows: [before, watched, ...(viaDashboard ? [viaDashboard] : []), after],
+      windows: [...unwatched, ...watched, ...viaDashboard],
       ratio_watched_to_unwatched: ratio(watched),
-      ...(viaDashboard && { ratio_watched_via_dashboard_to_unwatched: ratio(viaDashboard) }),
+      ...(viaDashboard.length && { ratio_watched_via_dashboard_to_unwatched: ratio(viaDashboard) }),
     };
   } finally {
     fs.rmSync(workdir, { recursive: true, force: true });

@@ -6,6 +6,7 @@
  */
 import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
+import { getEventListeners } from 'node:events';
 import { startEmbeddedServer, type EmbeddedServer } from '../server/embedded/index.js';
 import { createLogger } from '../server/log.js';
 import { basicAuth, openPool, type Pool } from '../server/client.js';
@@ -13,6 +14,7 @@ import { dashboardRoutes } from '../server/dashboard/index.js';
 import { SharedAnswers } from '../server/dashboard/shared.js';
 import { openServedStatus } from '../server/status/served.js';
 import { statusReport } from '../server/status/report.js';
+import { sleep } from '../server/status/watch.js';
 import { readerFromPool, RefusedError } from '../server/status/reader.js';
 import { runCli } from './helpers/cli.js';
 import { watchStatus } from './helpers/status-watch.js';
@@ -89,4 +91,10 @@ test('shared answers: asked together, computed once; after the pool changed, com
   assert.equal(await shared.get('pool', 'q', compute), 3, 'a change ends the sharing');
   await assert.rejects(shared.get('pool', 'failing', () => Promise.reject(new Error('view gone'))));
   assert.equal(await shared.get('pool', 'failing', compute), 4);
+});
+
+test('a watch that sleeps once a second keeps no listener per sleep on its abort signal', async () => {
+  const controller = new AbortController();
+  for (let i = 0; i < 20; i++) await sleep(1, controller.signal);
+  assert.equal(getEventListeners(controller.signal, 'abort').length, 0);
 });

@@ -3,7 +3,7 @@
  * DatabaseError that tells the user what is wrong and what to do, without URLs' credentials.
  */
 import type { Pool } from './client.js';
-import { DatabaseError, NoDatabaseError, NotAuthorisedError, TokenpoolError } from './errors.js';
+import { DatabaseError, NoDatabaseError, NotAuthorisedError, TokenpoolError, UnreachableError } from './errors.js';
 import { NO_ANSWER } from './deadline.js';
 import { ROLES } from './security.js';
 
@@ -82,9 +82,9 @@ export function translateDbError(err: unknown, ctx: DbErrorContext): TokenpoolEr
 }
 
 /** A server that took the connection and then said nothing, nor to a look at its root (server/deadline.ts). */
-export function noAnswer(url: string, err: unknown): DatabaseError {
+export function noAnswer(url: string, err: unknown): UnreachableError {
   const seconds = /within ([\d.]+) s/.exec(String((err as { message?: unknown })?.message ?? ''))?.[1];
-  return new DatabaseError(
+  return new UnreachableError(
     `no answer from ${url}${seconds ? ` within ${seconds} s` : ''}: the server accepts connections but does not answer (a stuck proxy or load balancer in front of it, or a hung server)`,
     'Check the server and what is in front of it; --db-timeout S (TOKENPOOL_DB_TIMEOUT) waits longer before giving up.',
   );

@@ -34,6 +34,9 @@ export class DatabaseError extends TokenpoolError {
   }
 }
 
+/** No HTTP answer at all: the server cannot be reached, or took the connection and sent nothing. */
+export class UnreachableError extends DatabaseError {}
+
 /** The credentials were wrong, missing, or lack the role the action needs. */
 export class NotAuthorisedError extends DatabaseError {
   constructor(message: string, hint?: string) {

@@ -5,7 +5,7 @@
  */
 import http from 'node:http';
 import https from 'node:https';
-import { DatabaseError, NoDatabaseError, NotAuthorisedError, StateError } from '../errors.js';
+import { DatabaseError, NoDatabaseError, NotAuthorisedError, StateError, UnreachableError } from '../errors.js';
 import type { Pool } from '../client.js';
 import { DEFAULT_DB_TIMEOUT_S, NoAnswerError, watchAnswer } from '../deadline.js';
 import { noAnswer } from '../db-errors.js';
@@ -80,7 +80,7 @@ export function createReader(opts: ReaderOptions): PoolReader {
     } catch (err) {
       if (signal?.aborted) throw err;
       if (err instanceof NoAnswerError) throw noAnswer(opts.dbUrl, err);
-      throw new DatabaseError(`cannot reach the database at ${opts.dbUrl}: ${(err as Error).message}`, 'Check --db and that the server is running.');
+      throw new UnreachableError(`cannot reach the database at ${opts.dbUrl}: ${(err as Error).message}`, 'Check --db and that the server is running.');
     }
     if (res.status === 304 && known) return { status: 200, body: known.body };
     if (res.status >= 300) failure(res, path);

@@ -6,7 +6,7 @@
  */
 import http from 'node:http';
 import https from 'node:https';
-import { NotAuthorisedError } from '../errors.js';
+import { NotAuthorisedError, UnreachableError } from '../errors.js';
 import { DASHBOARD_PREFIX } from '../dashboard/routes.js';
 import { watchAnswer } from '../deadline.js';
 import { createReader } from './reader.js';
@@ -42,7 +42,9 @@ export async function openServedStatus(opts: ServedOptions, filter: StatusFilter
   try {
     await report();
   } catch (err) {
-    if (err instanceof NotAuthorisedError) throw err;
+    // Only a server that answered "no such thing" serves no report; one that refused us, cannot be
+    // reached or does not answer would fail the views the same way, so it fails here, at once.
+    if (err instanceof NotAuthorisedError || err instanceof UnreachableError) throw err;
     return null;
   }
   return { url: `${api}/status`, report, follow: (f) => followEvents(`${api}/events`, opts, f) };

@@ -33,8 +33,17 @@ if [ "${#kit[@]}" -gt 0 ] && [ -z "${COUCHDB_URL:-}" ] && [ -z "${COUCHDB_CLUSTE
   export COUCHDB_HOME="${COUCHDB_HOME:-${TMPDIR:-/tmp}/tokenpool-test-couchdb}"
   stop_couchdb() { bash "$COUCHDB_TEST_KIT/stop.sh" >/dev/null 2>&1 || true; }
   trap stop_couchdb EXIT
-  eval "$(timeout 180 bash "$COUCHDB_TEST_KIT/start-single.sh" --fresh)"
-  eval "$(timeout 180 bash "$COUCHDB_TEST_KIT/start-cluster.sh" --fresh)"
+  # A kit that fails to start stops the run: testing on the embedded server alone would pass unnoticed.
+  start_kit() {
+    local exports
+    exports="$(timeout 180 bash "$COUCHDB_TEST_KIT/$1" --fresh)" || {
+      echo "error: the CouchDB test kit's $1 failed (its message is above); free its ports, or point COUCHDB_URL and COUCHDB_CLUSTER_URLS at running servers" >&2
+      exit 2
+    }
+    eval "$exports"
+  }
+  start_kit start-single.sh
+  start_kit start-cluster.sh
   export COUCHDB_URL COUCHDB_CLUSTER_URLS
 elif [ "${#kit[@]}" -eq 0 ]; then
   echo "# the CouchDB test kit is not at $COUCHDB_TEST_KIT: testing on the embedded server only (set COUCHDB_TEST_KIT, or COUCHDB_URL / COUCHDB_CLUSTER_URLS)"

@@ -44,7 +44,7 @@ afterAll(async () => {
 const auth = () => basicAuth(server.admin);
 
 test('the served report is the one computed from the views; a server without the dashboard routes serves none', async () => {
-  const served = await openServedStatus({ base: server.url, db: DB, authorization: auth(), quietMs: 10_000 }, { obsid: 'L100002' });
+  const served = await openServedStatus({ base: server.url, db: DB, authorization: auth(), quietMs: 10_000, shownAs: 'the test server' }, { obsid: 'L100002' });
   assert.ok(served, 'tokenpool server serves the status report');
   const a = await served.report();
   const b = await statusReport(readerFromPool(pool), { obsid: 'L100002' });
@@ -54,11 +54,11 @@ test('the served report is the one computed from the views; a server without the
   assert.deepEqual(a.failures, b.failures);
   assert.equal(a.pilots.available, false, 'pilots are counted by the caller, never served');
 
-  assert.equal(await openServedStatus({ base: plain.url, db: DB, authorization: basicAuth(plain.admin), quietMs: 10_000 }, {}), null);
+  assert.equal(await openServedStatus({ base: plain.url, db: DB, authorization: basicAuth(plain.admin), quietMs: 10_000, shownAs: 'the test server' }, {}), null);
 });
 
 test('a wrong password is a refusal, not a server without the report', async () => {
-  await assert.rejects(openServedStatus({ base: server.url, db: DB, authorization: basicAuth({ name: server.admin.name, password: 'not-the-password' }), quietMs: 10_000 }, {}), RefusedError);
+  await assert.rejects(openServedStatus({ base: server.url, db: DB, authorization: basicAuth({ name: server.admin.name, password: 'not-the-password' }), quietMs: 10_000, shownAs: 'the test server' }, {}), RefusedError);
   const r = await runCli(['status', '--db', `${server.url}/${DB}`], { env: { TOKENPOOL_USER: server.admin.name, TOKENPOOL_PASSWORD: 'not-the-password' } });
   assert.equal(r.code, 5, r.stderr);
   assert.ok(!r.stderr.includes('not-the-password'));

@@ -70,11 +70,14 @@ export const statusCommand: CommandModule<object, StatusArgs> = {
 async function statusSource(pool: Pool, filter: StatusFilter, dashboard: string | undefined, watch: boolean): Promise<StatusSource> {
   const pilots = cached(() => pilotCountsFor(pool), watch ? PILOTS_FRESH_MS : 0);
   // A dashboard elsewhere reads the pool with its own account: ours is not sent to it.
-  const at = { base: dashboard ?? pool.serverUrl, db: pool.dbName, authorization: dashboard ? null : pool.authorization, quietMs: pool.quietMs };
+  const at = { base: dashboard ?? pool.serverUrl, db: pool.dbName, authorization: dashboard ? null : pool.authorization, quietMs: pool.quietMs, shownAs: dashboard ?? pool.displayUrl };
   const served = dashboard || watch ? await openServedStatus(at, filter) : null;
   if (served) return { report: async () => ({ ...(await served.report()), pilots: await pilots() }), follow: (f) => served.follow(f) };
   if (dashboard) throw new InputError(`--dashboard ${dashboard} serves no status of ${pool.dbName}`, 'Give the address `tokenpool dashboard --db …` prints, without a path, e.g. http://127.0.0.1:8080.');
   const reader = readerFromPool(pool);
+  // One request before the report's queries go out together: with a wrong password that is one
+  // refused login, and CouchDB 3 locks an account out after a few (five by default).
+  await reader.get('');
   return { report: () => statusReport(reader, filter, { pilots }), follow: (f) => watchChanges(reader, f) };
 }
 

@@ -48,6 +48,8 @@ export interface PoolReader {
 export interface ReaderOptions {
   /** database URL without credentials, e.g. http://127.0.0.1:5984/lofar */
   dbUrl: string;
+  /** how an unreachable server is named in messages, when not dbUrl (a route beside the database) */
+  shownAs?: string;
   dbName: string;
   /** Authorization header value, or null for anonymous */
   authorization: string | null;
@@ -79,8 +81,8 @@ export function createReader(opts: ReaderOptions): PoolReader {
       res = await httpGet(url, known ? { ...headers, 'if-none-match': known.etag } : headers, quietMs, signal);
     } catch (err) {
       if (signal?.aborted) throw err;
-      if (err instanceof NoAnswerError) throw noAnswer(opts.dbUrl, err);
-      throw new UnreachableError(`cannot reach the database at ${opts.dbUrl}: ${(err as Error).message}`, 'Check --db and that the server is running.');
+      if (err instanceof NoAnswerError) throw noAnswer(opts.shownAs ?? opts.dbUrl, err);
+      throw new UnreachableError(`cannot reach the database at ${opts.shownAs ?? opts.dbUrl}: ${(err as Error).message}`, 'Check --db and that the server is running.');
     }
     if (res.status === 304 && known) return { status: 200, body: known.body };
     if (res.status >= 300) failure(res, path);

@@ -15,8 +15,6 @@ import type { StatusReport } from './report.js';
 import { sleep, type WatchOptions } from './watch.js';
 
 export interface ServedStatus {
-  /** where the report is served, for messages */
-  readonly url: string;
   report(): Promise<StatusReport>;
   /** Calls onChange when the pool changed (at most once a second, the server's pace) until the signal aborts. */
   follow(opts: Pick<WatchOptions, 'signal' | 'onChange' | 'onError' | 'retryMs'>): Promise<void>;
@@ -28,6 +26,8 @@ export interface ServedOptions {
   db: string;
   authorization: string | null;
   quietMs: number;
+  /** how messages name the server when it cannot be reached: the database URL, or the --dashboard given */
+  shownAs: string;
 }
 
 /**
@@ -36,7 +36,7 @@ export interface ServedOptions {
  */
 export async function openServedStatus(opts: ServedOptions, filter: StatusFilter): Promise<ServedStatus | null> {
   const api = `${opts.base.replace(/\/$/, '')}${DASHBOARD_PREFIX}/${encodeURIComponent(opts.db)}/api`;
-  const reader = createReader({ dbUrl: api, dbName: opts.db, authorization: opts.authorization, quietMs: opts.quietMs });
+  const reader = createReader({ dbUrl: api, dbName: opts.db, authorization: opts.authorization, quietMs: opts.quietMs, shownAs: opts.shownAs });
   const query = { obsid: filter.obsid ?? undefined, step: filter.step ?? undefined };
   const report = () => reader.get<StatusReport>('status', query);
   try {
@@ -44,10 +44,11 @@ export async function openServedStatus(opts: ServedOptions, filter: StatusFilter
   } catch (err) {
     // Only a server that answered "no such thing" serves no report; one that refused us, cannot be
     // reached or does not answer would fail the views the same way, so it fails here, at once.
-    if (err instanceof NotAuthorisedError || err instanceof UnreachableError) throw err;
+    // Asked without credentials (a `tokenpool dashboard` needs none), a refusal means "not a dashboard" too.
+    if ((err instanceof NotAuthorisedError && opts.authorization !== null) || err instanceof UnreachableError) throw err;
     return null;
   }
-  return { url: `${api}/status`, report, follow: (f) => followEvents(`${api}/events`, opts, f) };
+  return { report, follow: (f) => followEvents(`${api}/events`, opts, f) };
 }
 
 /** Reads the server's event stream (Server-Sent Events) and reconnects after a failure. */

@@ -17,8 +17,8 @@ import { statusReport } from '../server/status/report.js';
 import { sleep } from '../server/status/watch.js';
 import { readerFromPool, RefusedError } from '../server/status/reader.js';
 import { runCli } from './helpers/cli.js';
-import { watchStatus } from './helpers/status-watch.js';
-import { finishOneRunning, seedPool } from './helpers/status-fixture.js';
+import { watchOneFinish } from './helpers/status-watch.js';
+import { seedPool } from './helpers/status-fixture.js';
 import { startTestServer, type TestServer } from './helpers/server.js';
 
 let server: EmbeddedServer;
@@ -65,16 +65,8 @@ test('a wrong password is a refusal, not a server without the report', async () 
 });
 
 test('status --watch against tokenpool server follows its event stream and prints each change', async () => {
-  const watcher = watchStatus(['--db', `${server.url}/${DB}`, '--obsid', 'L100001'], env);
-  try {
-    const before = (await watcher.reports(1))[0]!.rows[0]!.counts.done ?? 0;
-    await new Promise((r) => setTimeout(r, 1500));
-    await finishOneRunning(pool, 'L100001', 'avg');
-    const reports = await watcher.reports(2);
-    assert.equal(reports.at(-1)!.rows[0]!.counts.done, before + 1);
-  } finally {
-    assert.equal(await watcher.stop(), 0, watcher.stderr());
-  }
+  const { before, reports } = await watchOneFinish(['--db', `${server.url}/${DB}`, '--obsid', 'L100001'], env, pool, 'L100001', 'avg');
+  assert.equal(reports.at(-1)!.rows[0]!.counts.done, before + 1);
 });
 
 test('shared answers: asked together, computed once; after the pool changed, computed again; a failure is not kept', async () => {

@@ -3,8 +3,8 @@ import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { startTestServer, type TestServer } from './helpers/server.js';
 import { runCli } from './helpers/cli.js';
-import { watchStatus } from './helpers/status-watch.js';
-import { finishOneRunning, seedPool, type Seeded } from './helpers/status-fixture.js';
+import { watchOneFinish } from './helpers/status-watch.js';
+import { seedPool, type Seeded } from './helpers/status-fixture.js';
 import type { Pool } from '../server/client.js';
 import type { StatusSummary } from '../server/status/types.js';
 import type { FailureReport } from '../server/status/failure-report.js';
@@ -102,15 +102,6 @@ test('failures groups by reason with a log tail and the reset command', async ()
 });
 
 test('status --watch prints again when a token changes, and stops on SIGINT', async () => {
-  const watcher = watchStatus(['--db', dbUrl, '--obsid', 'L100001', '--step', 'avg'], env);
-  try {
-    const before = (await watcher.reports(1))[0]!.rows[0]!.counts.done ?? 0;
-    // give the watcher time to open its longpoll from "now"
-    await new Promise((r) => setTimeout(r, 1500));
-    await finishOneRunning(pool, 'L100001', 'avg');
-    const reports = await watcher.reports(2);
-    assert.equal(reports[1]!.rows[0]!.counts.done, before + 1);
-  } finally {
-    assert.equal(await watcher.stop(), 0, watcher.stderr());
-  }
+  const { before, reports } = await watchOneFinish(['--db', dbUrl, '--obsid', 'L100001', '--step', 'avg'], env, pool, 'L100001', 'avg');
+  assert.equal(reports[1]!.rows[0]!.counts.done, before + 1);
 });

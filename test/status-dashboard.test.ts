@@ -7,8 +7,8 @@ import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
 import { startTestServer, type TestServer } from './helpers/server.js';
 import { runCli } from './helpers/cli.js';
-import { watchStatus } from './helpers/status-watch.js';
-import { finishOneRunning, seedPool, type Seeded } from './helpers/status-fixture.js';
+import { watchOneFinish } from './helpers/status-watch.js';
+import { seedPool, type Seeded } from './helpers/status-fixture.js';
 import { startRemoteDashboard, type RemoteDashboard } from '../server/dashboard/index.js';
 import type { Pool } from '../server/client.js';
 import type { StatusReport } from '../server/status/report.js';
@@ -49,16 +49,8 @@ test('status --dashboard prints the report the dashboard serves, the same as que
 });
 
 test('status --watch --dashboard prints again when a token changes', async () => {
-  const watcher = watchStatus(['--db', dbUrl, '--dashboard', dashboardBase, '--step', 'avg'], {});
-  try {
-    const before = (await watcher.reports(1))[0]!.rows[0]!.counts.done ?? 0;
-    await new Promise((r) => setTimeout(r, 1500));
-    await finishOneRunning(pool, 'L100001', 'avg');
-    const reports = await watcher.reports(2);
-    assert.equal(reports.at(-1)!.rows[0]!.counts.done, before + 1);
-  } finally {
-    assert.equal(await watcher.stop(), 0, watcher.stderr());
-  }
+  const { before, reports } = await watchOneFinish(['--db', dbUrl, '--dashboard', dashboardBase, '--step', 'avg'], {}, pool, 'L100001', 'avg');
+  assert.equal(reports.at(-1)!.rows[0]!.counts.done, before + 1);
 });
 
 test('status --dashboard naming something that serves no status says so and exits 2', async () => {

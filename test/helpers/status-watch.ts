@@ -1,7 +1,10 @@
 /** A real `tokenpool status --watch --json` process, read as the reports it prints. */
+import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { CLI } from './cli.js';
 import type { StatusReport } from '../../server/status/report.js';
+import type { Pool } from '../../server/client.js';
+import { finishOneRunning } from './status-fixture.js';
 
 export interface StatusWatcher {
   /** the reports printed so far, once at least n are there */
@@ -39,4 +42,22 @@ export function watchStatus(args: string[], env: NodeJS.ProcessEnv): StatusWatch
     stop: () => (child.kill('SIGINT'), closed),
     stderr: () => err,
   };
+}
+
+/**
+ * Runs a watcher, finishes one running token of obsid × step once it printed its first report, and
+ * returns the done count before and the reports printed by the time a second one came; the watcher
+ * must then stop on SIGINT with exit code 0.
+ */
+export async function watchOneFinish(args: string[], env: NodeJS.ProcessEnv, pool: Pool, obsid: string, step: string): Promise<{ before: number; reports: StatusReport[] }> {
+  const watcher = watchStatus(args, env);
+  try {
+    const before = (await watcher.reports(1))[0]!.rows[0]!.counts.done ?? 0;
+    // give the watcher time to open its feed or event stream from "now"
+    await new Promise((r) => setTimeout(r, 1500));
+    await finishOneRunning(pool, obsid, step);
+    return { before, reports: await watcher.reports(2) };
+  } finally {
+    assert.equal(await watcher.stop(), 0, watcher.stderr());
+  }
 }

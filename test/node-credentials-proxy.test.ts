@@ -13,16 +13,15 @@ import fs from 'node:fs';
 import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
-import { PassThrough } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, test } from 'vitest';
 import { createWorkerNode, type WorkerNodeArgs } from '../agent/node/index.js';
 import { proxyTlsCredentials } from '../agent/node/proxy.js';
 import { gfalAvailable } from '../agent/node/transfer/gfal.js';
-import { PhaseError, type PhaseContext } from '../agent/phases.js';
+import { PhaseError } from '../agent/phases.js';
 import { createLogger } from '../server/log.js';
-import { EXIT, newToken, type NewToken } from '../server/token.js';
+import { EXIT, type NewToken } from '../server/token.js';
 import { startNginx, type Nginx } from './helpers/nginx.js';
-import { attemptParts } from './helpers/phase.js';
+import { phaseHarness } from './helpers/phase.js';
 import { createTestCa, USER_DN, type TestCa } from './helpers/proxy.js';
 
 const OTHER_DN = '/DC=org/DC=tokenpool-test/O=LOFAR/CN=Eve Unlisted';
@@ -72,26 +71,7 @@ function node(proxyFile: string, extra: Partial<WorkerNodeArgs> = {}) {
   );
 }
 
-function harness(spec: Partial<NewToken>) {
-  const scratchDir = path.join(work, `scratch-${++n}`);
-  fs.mkdirSync(scratchDir, { recursive: true });
-  const lines: string[] = [];
-  const stream = new PassThrough();
-  stream.on('data', (c: Buffer) => lines.push(c.toString()));
-  const token = newToken({ obsid: 'L229507', step: 'cal1', subbands: [100 + n], ...spec });
-  token.attempts = 1;
-  const ctx: PhaseContext = {
-    token,
-    scratchDir,
-    inputDir: path.join(scratchDir, 'input'),
-    outputDir: path.join(scratchDir, 'output'),
-    env: {},
-    log: createLogger('test', { destination: stream, pretty: false, level: 'debug' }),
-    signal: new AbortController().signal,
-    ...attemptParts(token),
-  };
-  return { ctx, logs: () => lines.join('') };
-}
+const harness = (spec: Partial<NewToken>) => phaseHarness(work, spec);
 
 function withOutput(h: ReturnType<typeof harness>) {
   fs.mkdirSync(h.ctx.outputDir, { recursive: true });

@@ -11,19 +11,18 @@ import { createHmac, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { PassThrough } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, test } from 'vitest';
 import { createWorkerNode, type WorkerNodeArgs } from '../agent/node/index.js';
 import { gfalAvailable } from '../agent/node/transfer/gfal.js';
 import { saveMacaroons } from '../agent/node/credentials/macaroon-file.js';
 import { parseMacaroon } from '../agent/node/credentials/macaroon.js';
-import { PhaseError, type PhaseContext } from '../agent/phases.js';
+import { PhaseError } from '../agent/phases.js';
 import { TokenpoolError } from '../server/errors.js';
 import { createLogger } from '../server/log.js';
 import { redactUrl } from '../server/redact.js';
-import { EXIT, newToken, type NewToken } from '../server/token.js';
+import { EXIT, type NewToken } from '../server/token.js';
 import { startNginx, type Nginx } from './helpers/nginx.js';
-import { attemptParts } from './helpers/phase.js';
+import { phaseHarness } from './helpers/phase.js';
 import { createTokenIssuer, mintJwt, mintMacaroon, type TokenIssuer } from './helpers/se-auth.js';
 import { startThrottle } from './helpers/throttle.js';
 
@@ -69,27 +68,7 @@ const writeToken = (file: string, token: string) => {
   fs.renameSync(`${file}.new`, file);
 };
 
-let n = 0;
-function harness(spec: Partial<NewToken>) {
-  const scratchDir = path.join(work, `scratch-${++n}`);
-  fs.mkdirSync(scratchDir, { recursive: true });
-  const lines: string[] = [];
-  const stream = new PassThrough();
-  stream.on('data', (c: Buffer) => lines.push(c.toString()));
-  const token = newToken({ obsid: 'L229507', step: 'cal1', subbands: [100 + n], ...spec });
-  token.attempts = 1;
-  const ctx: PhaseContext = {
-    token,
-    scratchDir,
-    inputDir: path.join(scratchDir, 'input'),
-    outputDir: path.join(scratchDir, 'output'),
-    env: {},
-    log: createLogger('test', { destination: stream, pretty: false, level: 'debug' }),
-    signal: new AbortController().signal,
-    ...attemptParts(token),
-  };
-  return { ctx, logs: () => lines.join('') };
-}
+const harness = (spec: Partial<NewToken>) => phaseHarness(work, spec);
 
 const node = (extra: Partial<WorkerNodeArgs>) =>
   createWorkerNode(

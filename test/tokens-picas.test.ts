@@ -11,7 +11,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import * as tar from 'tar';
 import { BACKEND, startTestServer, type TestServer } from './helpers/server.js';
-import { addTokens, freshPool, killAgent, startAgent, tempDir, type AgentProcess, type TestPool } from './helpers/agent.js';
+import { addTokens, eventually, freshPool, killAgent, startAgent, tempDir, type AgentProcess, type TestPool } from './helpers/agent.js';
 import { picasAccount, runPicas } from './helpers/picas.js';
 import { addPilotAccount, type PilotAccount } from './helpers/pilot.js';
 import { runCli } from './helpers/cli.js';
@@ -103,7 +103,7 @@ async function picasPool(): Promise<PicasPool> {
 
 test('PiCaS-format tokens from picasclient and GRID_LRT are accepted and counted by the Monitor views; malformed ones are refused', async () => {
   const { tp, asAgent } = await picasPool();
-  assert.deepEqual(await overview(tp.pool), { todo: 3, locked: 1, done: 1, error: 1 }, 'token_5 (lock -1) is in no PiCaS state, as in PiCaS');
+  await eventually(async () => assert.deepEqual(await overview(tp.pool), { todo: 3, locked: 1, done: 1, error: 1 }, 'token_5 (lock -1) is in no PiCaS state, as in PiCaS'));
   const todo = await tp.pool.db.view(MONITOR_DDOC, 'todo', {});
   assert.deepEqual(todo.rows.map((r) => r.id).sort(), ['t_pref_cal1_L229507_SB000', 'token_0', 'token_1']);
 
@@ -231,7 +231,7 @@ test('tokens adopt converts PiCaS tokens in place (PiCaS fields kept), then a re
   const t4 = await get('token_4');
   assert.equal(t4._rev, before.token_4, 'the locked token is left alone');
 
-  assert.deepEqual(await overview(tp.pool), { todo: 3, locked: 1, done: 1, error: 2 }, 'PiCaS views read adopted tokens alike');
+  await eventually(async () => assert.deepEqual(await overview(tp.pool), { todo: 3, locked: 1, done: 1, error: 2 }, 'PiCaS views read adopted tokens alike'));
   const status = await runCli(['status', '--db', tp.dbUrl, '--credentials', agent.file]);
   assert.equal(status.code, 0, status.stderr);
   assert.match(status.stdout, /^ *- +picas /m);
@@ -250,7 +250,7 @@ test('tokens adopt converts PiCaS tokens in place (PiCaS fields kept), then a re
   assert.match(out0, /this is token A/);
   const outGrid = (await tp.pool.db.attachment.get('t_pref_cal1_L229507_SB000', 'logs_1.out')).toString();
   assert.match(outGrid, /L229507 pref_cal1 inputs: L229507_SB000_uv\.MS,L229507_SB001_uv\.MS/);
-  assert.deepEqual(await overview(tp.pool), { locked: 1, done: 4, error: 2 });
+  await eventually(async () => assert.deepEqual(await overview(tp.pool), { locked: 1, done: 4, error: 2 }));
   assert.equal((await get('token_4'))._rev, before.token_4);
 
   // Again: nothing left but the locked token, which --include-locked takes over.
@@ -395,9 +395,11 @@ test('stock picasclient workers on tokenpool tokens: never take staging/waiting 
   const failed99 = (await tp.pool.db.get('L300_cal1_SB008')) as Token;
   assert.equal(failed99.lock, 99, 'picasclient marks a failed task with 99');
 
-  const s = await statusJson(tp, agent.file);
-  assert.deepEqual(s.totals.counts, { done: 5, error: 2, staging: 1, waiting: 1 });
-  assert.deepEqual(await overview(tp.pool), { done: 5, error: 2 }, 'the Monitor views agree');
+  await eventually(async () => {
+    const s = await statusJson(tp, agent.file);
+    assert.deepEqual(s.totals.counts, { done: 5, error: 2, staging: 1, waiting: 1 });
+    assert.deepEqual(await overview(tp.pool), { done: 5, error: 2 }, 'the Monitor views agree');
+  });
   const text = await runCli(['status', '--db', tp.dbUrl, '--credentials', agent.file]);
   assert.match(text.stdout, /L300 +cal1 .* 5\/9 /);
 
@@ -487,10 +489,12 @@ test('a mixed fleet: 3 stock picasclient workers and 3 tokenpool agents on one p
 
   const failedOurs = 8;
   const failedPicas = 5;
-  const s = await statusJson(tp, agent.file);
-  assert.deepEqual(s.totals.counts, { done: 80 - failedOurs, error: failedOurs });
-  assert.deepEqual(s.picasCounts, { done: 40 - failedPicas, error: failedPicas });
-  assert.deepEqual(await overview(tp.pool), { done: 120 - failedOurs - failedPicas, error: failedOurs + failedPicas }, 'Monitor agrees');
+  await eventually(async () => {
+    const s = await statusJson(tp, agent.file);
+    assert.deepEqual(s.totals.counts, { done: 80 - failedOurs, error: failedOurs });
+    assert.deepEqual(s.picasCounts, { done: 40 - failedPicas, error: failedPicas });
+    assert.deepEqual(await overview(tp.pool), { done: 120 - failedOurs - failedPicas, error: failedOurs + failedPicas }, 'Monitor agrees');
+  });
 
   const f = await failuresJson(tp, agent.file);
   assert.equal(f.groups.reduce((n, g) => n + g.count, 0), failedOurs + failedPicas);

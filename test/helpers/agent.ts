@@ -90,6 +90,23 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
   }
 }
 
+/**
+ * Retries an assertion until it passes, then returns its value; after timeoutMs rethrows its last failure.
+ * For what views show after another process's writes: a cluster answers a view from any copy of each shard,
+ * and one copy may still lack a write that the others acknowledged.
+ */
+export async function eventually<T>(assertion: () => Promise<T>, timeoutMs = 15_000): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await assertion();
+    } catch (e) {
+      if (Date.now() > until) throw e;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+}
+
 export async function allTokens(pool: Pool): Promise<Token[]> {
   const res = await pool.db.list({ include_docs: true });
   return res.rows.map((r) => r.doc as Token).filter((d) => d && d.type === 'token');

@@ -65,6 +65,7 @@ export function translateDbError(err: unknown, ctx: DbErrorContext): TokenpoolEr
         ? new NotAuthorisedError(`${ctx.url} needs credentials to ${ctx.action}`, 'Pass --credentials FILE (TOKENPOOL_CREDENTIALS) or set TOKENPOOL_USER and TOKENPOOL_PASSWORD.')
         : new NotAuthorisedError(`wrong credentials for ${ctx.url} (name or password is incorrect)`, 'Check the name and password in --credentials, or TOKENPOOL_USER/TOKENPOOL_PASSWORD.');
     case 403:
+      if (LOCKED_OUT.test(reason)) return lockedOut(ctx.url);
       if (reason.startsWith('invalid token')) return new DatabaseError(`the pool refused to ${ctx.action}: ${reason}`);
       return new NotAuthorisedError(
         `your account lacks the role ${ctx.role ?? ROLES.manager} needed to ${ctx.action} on ${ctx.url} (${reason})`,
@@ -79,6 +80,16 @@ export function translateDbError(err: unknown, ctx: DbErrorContext): TokenpoolEr
     default:
       return new DatabaseError(`could not ${ctx.action} on ${ctx.url}: HTTP ${status}: ${reason}`);
   }
+}
+
+/** CouchDB 3's answer to an account with too many refused logins in a row (chttpd_auth_lockout). */
+export const LOCKED_OUT = /account is temporarily locked/i;
+
+export function lockedOut(url: string): NotAuthorisedError {
+  return new NotAuthorisedError(
+    `${url} has locked this account out for a while after several refused logins (a wrong password used repeatedly)`,
+    'Fix the password in --credentials (or TOKENPOOL_USER/TOKENPOOL_PASSWORD), then wait: CouchDB lifts it 5 minutes after the first refused login by default ([chttpd_auth_lockout] max_lifetime).',
+  );
 }
 
 /** A server that took the connection and then said nothing, nor to a look at its root (server/deadline.ts). */

@@ -1,11 +1,12 @@
 /** `tokenpool status` and `tokenpool failures` end to end: real CLI, real embedded server, real views. */
 import { afterAll, beforeAll, test } from 'vitest';
 import assert from 'node:assert/strict';
-import { startTestServer, type TestServer } from './helpers/server.js';
+import { BACKEND, startTestServer, type TestServer } from './helpers/server.js';
 import { runCli } from './helpers/cli.js';
 import { watchOneFinish } from './helpers/status-watch.js';
 import { seedPool, type Seeded } from './helpers/status-fixture.js';
 import type { Pool } from '../server/client.js';
+import { generatePassword, upsertUser } from '../server/users.js';
 import type { StatusSummary } from '../server/status/types.js';
 import type { FailureReport } from '../server/status/failure-report.js';
 
@@ -75,10 +76,36 @@ test('status names a missing database and how to create it', async () => {
   assert.match(r.stderr, /tokenpool db init/);
 });
 
-test('status reports a wrong password as a database error without printing it', async () => {
-  const r = await runCli(['status', '--db', dbUrl], { env: { TOKENPOOL_USER: 'admin', TOKENPOOL_PASSWORD: 'wrong-password-123' } });
-  assert.equal(r.code, 5);
-  assert.ok(!r.stderr.includes('wrong-password-123'));
+test('a wrong password is one refused login per command (CouchDB locks an account out after a few), never printed; the account still works after', async () => {
+  const name = `reader-${Date.now().toString(36)}`;
+  const password = generatePassword();
+  await upsertUser(pool, name, 'viewer', password);
+  const wrong = { TOKENPOOL_USER: name, TOKENPOOL_PASSWORD: 'wrong-password-123' };
+  // status and failures each send a dozen queries at once: sent with the wrong password, that alone would lock the account.
+  for (const verb of [['status'], ['status', '--json'], ['failures'], ['tokens', 'list']]) {
+    const r = await runCli([...verb, '--db', dbUrl], { env: wrong });
+    assert.equal(r.code, 5, `${verb.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, /wrong credentials|refused us \(401\)/);
+    assert.ok(!r.stderr.includes('wrong-password-123'));
+  }
+  const r = await runCli(['status', '--db', dbUrl, '--json'], { env: { TOKENPOOL_USER: name, TOKENPOOL_PASSWORD: password } });
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal((JSON.parse(r.stdout) as StatusSummary).totals.total, seeded.total);
+});
+
+test('an account CouchDB has locked out is named as such, with what to do', { skip: BACKEND === 'embedded' }, async () => {
+  const name = `locked-${Date.now().toString(36)}`;
+  await upsertUser(pool, name, 'viewer', generatePassword());
+  const wrong = { TOKENPOOL_USER: name, TOKENPOOL_PASSWORD: 'wrong-password-456' };
+  const authorization = `Basic ${Buffer.from(`${name}:wrong-password-456`).toString('base64')}`;
+  for (let i = 0; i < 7; i++) await fetch(dbUrl, { headers: { authorization } }).then((r) => r.arrayBuffer());
+  for (const verb of [['status'], ['tokens', 'list']]) {
+    const r = await runCli([...verb, '--db', dbUrl], { env: wrong });
+    assert.equal(r.code, 5, r.stderr);
+    assert.match(r.stderr, /has locked this account out for a while after several refused logins/);
+    assert.match(r.stderr, /5 minutes after the first refused login/);
+    assert.ok(!r.stderr.includes('wrong-password-456'));
+  }
 });
 
 test('failures groups by reason with a log tail and the reset command', async () => {

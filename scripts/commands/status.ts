@@ -75,8 +75,8 @@ async function statusSource(pool: Pool, filter: StatusFilter, dashboard: string 
   if (served) return { report: async () => ({ ...(await served.report()), pilots: await pilots() }), follow: (f) => served.follow(f) };
   if (dashboard) throw new InputError(`--dashboard ${dashboard} serves no status of ${pool.dbName}`, 'Give the address `tokenpool dashboard --db …` prints, without a path, e.g. http://127.0.0.1:8080.');
   const reader = readerFromPool(pool);
-  // One request before the report's queries go out together: with a wrong password that is one
-  // refused login, and CouchDB 3 locks an account out after a few (five by default).
+  // The pilot count reads through a client of its own, beside the reader's queries: one request first,
+  // so that a wrong password is one refused login (CouchDB 3 locks an account out after a few).
   await reader.get('');
   return { report: () => statusReport(reader, filter, { pilots }), follow: (f) => watchChanges(reader, f) };
 }

@@ -8,7 +8,7 @@ import https from 'node:https';
 import { DatabaseError, NoDatabaseError, NotAuthorisedError, StateError, UnreachableError } from '../errors.js';
 import type { Pool } from '../client.js';
 import { DEFAULT_DB_TIMEOUT_S, NoAnswerError, watchAnswer } from '../deadline.js';
-import { noAnswer } from '../db-errors.js';
+import { LOCKED_OUT, lockedOut, noAnswer } from '../db-errors.js';
 
 export type QueryValue = string | number | boolean | null | readonly unknown[] | Record<string, unknown>;
 
@@ -68,6 +68,8 @@ export function createReader(opts: ReaderOptions): PoolReader {
   const headers: Record<string, string> = { accept: 'application/json' };
   if (opts.authorization) headers.authorization = opts.authorization;
   const quietMs = opts.quietMs ?? DEFAULT_DB_TIMEOUT_S * 1000;
+  const login = opts.authorization ? new LoginGate() : null;
+  const sendOnce = (send: () => Promise<Reply>) => (login ? login.send(send) : send());
 
   async function getReply(path: string, query: Record<string, QueryValue | undefined> | undefined, signal?: AbortSignal): Promise<Reply> {
     const url = new URL(`${base}/${path}`);
@@ -78,7 +80,7 @@ export function createReader(opts: ReaderOptions): PoolReader {
     const known = tagged.get(url.href);
     let res: Reply;
     try {
-      res = await httpGet(url, known ? { ...headers, 'if-none-match': known.etag } : headers, quietMs, signal);
+      res = await sendOnce(() => httpGet(url, known ? { ...headers, 'if-none-match': known.etag } : headers, quietMs, signal));
     } catch (err) {
       if (signal?.aborted) throw err;
       if (err instanceof NoAnswerError) throw noAnswer(opts.shownAs ?? opts.dbUrl, err);
@@ -107,6 +109,7 @@ export function createReader(opts: ReaderOptions): PoolReader {
     } catch {
       // body was not JSON; the status says enough
     }
+    if (res.status === 403 && LOCKED_OUT.test(reason)) throw lockedOut(opts.shownAs ?? opts.dbUrl);
     if (res.status === 401 || res.status === 403) {
       throw new RefusedError(res.status, `the database refused us (${res.status}): ${reason}`);
     }
@@ -139,6 +142,35 @@ export function createReader(opts: ReaderOptions): PoolReader {
     },
   };
 }
+
+/**
+ * CouchDB 3 locks an account out for minutes after a few refused logins in a row (chttpd_auth_lockout),
+ * and a report sends a dozen queries at once. So a reader's first request goes alone, the others wait for
+ * its answer, and a refused login is answered from memory for a while instead of being sent again.
+ */
+class LoginGate {
+  private first: Promise<Reply> | null = null;
+  private accepted = false;
+  private refusal: { reply: Reply; until: number } | null = null;
+
+  async send(request: () => Promise<Reply>): Promise<Reply> {
+    while (this.first) await this.first.catch(() => undefined);
+    if (this.accepted) return request();
+    if (this.refusal && Date.now() < this.refusal.until) return this.refusal.reply;
+    const pending = (this.first = request());
+    try {
+      const reply = await pending;
+      if (reply.status === 401) this.refusal = { reply, until: Date.now() + REFUSAL_KEPT_MS };
+      else this.accepted = true;
+      return reply;
+    } finally {
+      this.first = null;
+    }
+  }
+}
+
+/** a long-lived reader (a dashboard) tries a refused login again after this, in case the account was fixed */
+const REFUSAL_KEPT_MS = 60_000;
 
 interface Reply {
   status: number;

@@ -10,7 +10,6 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, test } from 'vitest';
 import * as tar from 'tar';
 import { createWorkerNode, type WorkerNodeArgs } from '../agent/node/index.js';
@@ -18,9 +17,9 @@ import { httpTransfer } from '../agent/node/transfer/http.js';
 import { TransferError } from '../agent/node/transfer/types.js';
 import { PhaseError, type PhaseContext } from '../agent/phases.js';
 import { createLogger } from '../server/log.js';
-import { EXIT, newToken, type NewToken } from '../server/token.js';
+import { EXIT, type NewToken } from '../server/token.js';
 import { startNginx, type Nginx } from './helpers/nginx.js';
-import { attemptParts } from './helpers/phase.js';
+import { phaseHarness } from './helpers/phase.js';
 import { zlibAdler32File as pyAdler32 } from './helpers/zlib-adler32.js';
 
 let nginx: Nginx;
@@ -50,28 +49,10 @@ interface Harness {
   logs: () => Array<Record<string, unknown>>;
 }
 
-let n = 0;
+/** phaseHarness with its debug log as records. */
 function context(spec: Partial<NewToken>): Harness {
-  const scratchDir = path.join(work, `scratch-${++n}`);
-  fs.mkdirSync(scratchDir, { recursive: true });
-  const lines: string[] = [];
-  const stream = new PassThrough();
-  stream.on('data', (c: Buffer) => lines.push(...c.toString().split('\n').filter(Boolean)));
-  const token = newToken({ obsid: 'L229507', step: 'cal1', subbands: [100 + n], ...spec });
-  token.attempts = 1;
-  return {
-    ctx: {
-      token,
-      ...attemptParts(token),
-      scratchDir,
-      inputDir: path.join(scratchDir, 'input'),
-      outputDir: path.join(scratchDir, 'output'),
-      env: {},
-      log: createLogger('test', { destination: stream, pretty: false, level: 'debug' }),
-      signal: new AbortController().signal,
-    },
-    logs: () => lines.map((l) => JSON.parse(l) as Record<string, unknown>),
-  };
+  const { ctx, logs } = phaseHarness(work, spec);
+  return { ctx, logs: () => logs().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>) };
 }
 
 const node = (extra: Partial<WorkerNodeArgs> = {}) =>
@@ -368,7 +349,7 @@ describe('built-in client: PUT against a picky storage element', () => {
   /** Several upload chunks and an odd tail. */
   function localFile(): { file: string; data: Buffer } {
     const data = randomBytes((3 << 20) + 12345);
-    const file = path.join(work, `put-${++n}.dat`);
+    const file = path.join(work, `put-${randomBytes(4).toString('hex')}.dat`);
     fs.writeFileSync(file, data);
     return { file, data };
   }

@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import * as tar from 'tar';
-import { BACKEND, startTestServer, type TestServer } from './helpers/server.js';
+import { allCopies, BACKEND, startTestServer, type TestServer } from './helpers/server.js';
 import { addTokens, eventually, freshPool, killAgent, startAgent, tempDir, type AgentProcess, type TestPool } from './helpers/agent.js';
 import { picasAccount, runPicas } from './helpers/picas.js';
 import { addPilotAccount, type PilotAccount } from './helpers/pilot.js';
@@ -65,8 +65,9 @@ async function picasPool(): Promise<PicasPool> {
   const tp = await freshPool(server);
   const agent = await addPilotAccount(tp, dir, 'agent');
   const manager = await addPilotAccount(tp, dir, 'manager');
-  const asAgent = openPool({ credentials: agent.file });
-  const asManager = openPool({ credentials: manager.file });
+  // The pool's starting contents are on every copy before the product reads them (picasclient itself writes at CouchDB's defaults later).
+  const asAgent = allCopies(openPool({ credentials: agent.file }), server.nodes.length);
+  const asManager = allCopies(openPool({ credentials: manager.file }), server.nodes.length);
   const t = nowSeconds() - 600;
 
   const written = await asAgent.db.bulk({

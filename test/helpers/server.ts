@@ -176,7 +176,7 @@ async function startCouchDb(kind: 'couchdb' | 'cluster'): Promise<TestServer> {
  * product did, and must neither see an old copy nor leave a write on one copy only (a 202) that the
  * product then races with. The product's own requests keep CouchDB's defaults.
  */
-function allCopies(pool: Pool, n: number): Pool {
+export function allCopies(pool: Pool, n: number): Pool {
   if (n === 1) return pool;
   type Call = (first: unknown, params?: object | string) => unknown;
   const db = pool.db as unknown as Record<'get' | 'insert' | 'bulk', Call>;

@@ -185,6 +185,9 @@ export function allCopies(pool: Pool, n: number): Pool {
   db.get = (id, params) => get(id, { r: n, ...named(params) });
   db.insert = (doc, params) => insert(doc, { w: n, ...named(params) });
   db.bulk = (docs, params) => bulk(docs, { w: n, ...named(params) });
+  const attachment = pool.db.attachment as unknown as Record<'insert', (id: string, name: string, data: unknown, type: string, params?: object) => unknown>;
+  const attach = attachment.insert.bind(pool.db.attachment);
+  attachment.insert = (id, name, data, type, params) => attach(id, name, data, type, { w: n, ...params });
   return pool;
 }
 

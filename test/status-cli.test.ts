@@ -81,7 +81,7 @@ test('a wrong password is one refused login per command (CouchDB locks an accoun
   const password = generatePassword();
   await upsertUser(pool, name, 'viewer', password);
   const wrong = { TOKENPOOL_USER: name, TOKENPOOL_PASSWORD: 'wrong-password-123' };
-  // status and failures each send a dozen queries at once: sent with the wrong password, that alone would lock the account.
+  // A report sends a dozen queries at once: each sent with the wrong password would be a refused login, and more than five lock the account.
   for (const verb of [['status'], ['status', '--json'], ['failures'], ['tokens', 'list']]) {
     const r = await runCli([...verb, '--db', dbUrl], { env: wrong });
     assert.equal(r.code, 5, `${verb.join(' ')}: ${r.stderr}`);

@@ -69,7 +69,7 @@ export function createReader(opts: ReaderOptions): PoolReader {
   if (opts.authorization) headers.authorization = opts.authorization;
   const quietMs = opts.quietMs ?? DEFAULT_DB_TIMEOUT_S * 1000;
   const login = opts.authorization ? new LoginGate() : null;
-  const sendOnce = (send: () => Promise<Reply>) => (login ? login.send(send) : send());
+  const throughLogin = (send: () => Promise<Reply>) => (login ? login.send(send) : send());
 
   async function getReply(path: string, query: Record<string, QueryValue | undefined> | undefined, signal?: AbortSignal): Promise<Reply> {
     const url = new URL(`${base}/${path}`);
@@ -80,7 +80,7 @@ export function createReader(opts: ReaderOptions): PoolReader {
     const known = tagged.get(url.href);
     let res: Reply;
     try {
-      res = await sendOnce(() => httpGet(url, known ? { ...headers, 'if-none-match': known.etag } : headers, quietMs, signal));
+      res = await throughLogin(() => httpGet(url, known ? { ...headers, 'if-none-match': known.etag } : headers, quietMs, signal));
     } catch (err) {
       if (signal?.aborted) throw err;
       if (err instanceof NoAnswerError) throw noAnswer(opts.shownAs ?? opts.dbUrl, err);
